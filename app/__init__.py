@@ -1,0 +1,75 @@
+"""Flask OpenAI chat and image generator: the application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .config import ConfigError, Settings, ensure_secret_key, load_settings, settings_from_mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
+    """Build the app from the environment (or `.env`), or from `test_config` in tests.
+
+    `test_config` may be a :class:`Settings` or a dict of its field names. Raises ConfigError
+    with a clear message for a bad setting.
+    """
+    if isinstance(test_config, Settings):
+        settings = test_config
+    elif test_config is not None:
+        settings = settings_from_mapping(test_config)
+    else:
+        settings = load_settings()
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"DATA_DIR {settings.data_dir} cannot be created: {e.strerror}") from None
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=ensure_secret_key(settings),
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+
+    from .logs import configure_logging
+
+    configure_logging(app, settings.data_dir, settings.log_level, settings.secrets)
+
+    from .generation import Generator
+    from .history import ChatLog
+    from .images import ImageStore
+    from .providers import make_provider
+
+    chatlog = ChatLog(settings.data_dir)
+    images = ImageStore(settings.data_dir)
+    app.extensions["chatlog"] = chatlog
+    app.extensions["images"] = images
+    app.extensions["generator"] = Generator(settings, make_provider(settings), chatlog, images)
+
+    from . import cli, security, web
+    from .rendering import render_markdown
+
+    web.htmx.init_app(app)
+    app.register_blueprint(web.bp)
+    security.init_app(app)
+    cli.init_app(app)
+    app.add_template_filter(render_markdown, "markdown")
+    app.add_template_global(settings.demo, "demo")
+    return app

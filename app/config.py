@@ -1,0 +1,193 @@
+"""Configuration from the environment (or a `.env` file), validated once at start-up.
+
+Every setting has a sane default so a fresh checkout runs in demo mode with no setup. A bad value
+stops the app with a message that names the variable and says what is expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+IMAGE_SIZES = ("256x256", "512x512", "1024x1024", "1024x1536", "1536x1024", "1792x1024", "1024x1792")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration. Build it with :func:`load_settings`."""
+
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    chat_model: str = "gpt-4o-mini"
+    image_model: str = "dall-e-3"
+    image_size: str = "1024x1024"
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    app_password: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+    upstream_timeout: float = 60.0
+    max_prompt_chars: int = 32_000
+    history_sidebar_limit: int = 50
+
+    @property
+    def demo(self) -> bool:
+        """True when no API key is configured: answers come from the offline demo provider."""
+        return not self.openai_api_key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs, pages or errors."""
+        return tuple(s for s in (self.openai_api_key, self.app_password, self.secret_key) if s)
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _int(name: str, raw: str, lo: int, hi: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, lo: float, hi: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}")
+    return value
+
+
+def _base_url(raw: str) -> str:
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(
+            f"OPENAI_BASE_URL must be an http(s) URL such as https://api.openai.com/v1, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _host(raw: str) -> str:
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        if not _HOSTNAME.match(raw):
+            raise ConfigError(f"HOST must be an IP address or host name, got {raw!r}") from None
+    return raw
+
+
+def load_settings(
+    environ: dict[str, str] | None = None, env_file: str | os.PathLike | None = ".env"
+) -> Settings:
+    """Read settings from `environ` (default: the process environment) over an optional `.env`.
+
+    Real environment variables win over the `.env` file, as with python-dotenv's defaults.
+    Raises :class:`ConfigError` naming the first bad variable.
+    """
+    values: dict[str, str | None] = {}
+    if env_file and Path(env_file).is_file():
+        values.update(dotenv_values(env_file))
+    values.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        return _blank_to_none(values.get(name))
+
+    kwargs: dict[str, object] = {
+        "openai_api_key": get("OPENAI_API_KEY"),
+        "app_password": get("APP_PASSWORD"),
+        "secret_key": get("SECRET_KEY"),
+    }
+    if raw := get("OPENAI_BASE_URL"):
+        kwargs["openai_base_url"] = _base_url(raw)
+    for name, key in (("CHAT_MODEL", "chat_model"), ("IMAGE_MODEL", "image_model")):
+        if raw := get(name):
+            if len(raw) > 200 or any(c.isspace() for c in raw):
+                raise ConfigError(f"{name} must be a model name without spaces, got {raw!r}")
+            kwargs[key] = raw
+    if raw := get("IMAGE_SIZE"):
+        if raw not in IMAGE_SIZES:
+            raise ConfigError(f"IMAGE_SIZE must be one of {', '.join(IMAGE_SIZES)}, got {raw!r}")
+        kwargs["image_size"] = raw
+    if raw := get("DATA_DIR"):
+        kwargs["data_dir"] = Path(raw)
+    if raw := get("HOST"):
+        kwargs["host"] = _host(raw)
+    if raw := get("PORT"):
+        kwargs["port"] = _int("PORT", raw, 1, 65535)
+    if raw := get("LOG_LEVEL"):
+        if raw.upper() not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+        kwargs["log_level"] = raw.upper()
+    if raw := get("UPSTREAM_TIMEOUT"):
+        kwargs["upstream_timeout"] = _float("UPSTREAM_TIMEOUT", raw, 1, 3600)
+    if raw := get("MAX_PROMPT_CHARS"):
+        kwargs["max_prompt_chars"] = _int("MAX_PROMPT_CHARS", raw, 1, 1_000_000)
+    return Settings(**kwargs)
+
+
+def settings_from_mapping(mapping: dict[str, object]) -> Settings:
+    """Build settings from a test configuration dict keyed by field name (tests, embedding)."""
+    names = {f.name for f in fields(Settings)}
+    unknown = set(mapping) - names
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    data = dict(mapping)
+    if "data_dir" in data:
+        data["data_dir"] = Path(data["data_dir"])  # type: ignore[arg-type]
+    return Settings(**data)  # type: ignore[arg-type]
+
+
+def ensure_secret_key(settings: Settings) -> str:
+    """Return SECRET_KEY, or one generated once and kept in DATA_DIR so sessions survive restarts."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(key)
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        # link() fails if another process created the key first; then both use theirs.
+        os.link(tmp, path)
+    except FileExistsError:
+        key = path.read_text(encoding="ascii").strip()
+    finally:
+        tmp.unlink(missing_ok=True)
+    logging.getLogger(__name__).info("Generated a new SECRET_KEY in %s", path)
+    return key

@@ -1,0 +1,104 @@
+"""Logging to DATA_DIR/app.log: rotated, ISO timestamps, a request id, and secrets redacted.
+
+The seed's log events keep their original (German) wording so existing log greps keep working;
+see the README's Logging section for each event's meaning.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+
+from flask import Flask, g, has_request_context, request
+
+LOGGER_NAME = "app"
+log = logging.getLogger(LOGGER_NAME)
+
+# Anything shaped like an OpenAI-style key, even one we were not configured with.
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,})")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record: the current request's id, or '-' outside requests."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces configured secrets and key-shaped strings in the final message with '[REDACTED]'."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[REDACTED]")
+        return _KEY_PATTERN.sub("[REDACTED]", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+class IsoFormatter(logging.Formatter):
+    """`2026-11-27T06:16:25.123+00:00 INFO [request-id] logger: message`."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        from datetime import datetime
+
+        return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+
+
+FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+
+
+def configure_logging(app: Flask, data_dir: Path, level: str, secrets: tuple[str, ...]) -> None:
+    """Attach the rotating file handler (and a console handler) to the app's loggers, once per app."""
+    handler = RotatingFileHandler(data_dir / "app.log", maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+    console = logging.StreamHandler()
+    for h in (handler, console):
+        h.setFormatter(IsoFormatter(FORMAT))
+        h.addFilter(RequestIdFilter())
+        h.addFilter(RedactingFilter(secrets))
+    # Replace handlers from an earlier app instance in this process (tests build many apps).
+    for name in (LOGGER_NAME, "openai", "httpx"):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if getattr(old, "_app_handler", False):
+                logger.removeHandler(old)
+                old.close()
+    handler._app_handler = True  # type: ignore[attr-defined]
+    console._app_handler = True  # type: ignore[attr-defined]
+    log.setLevel(level)
+    log.addHandler(handler)
+    log.addHandler(console)
+    log.propagate = False
+    # The openai client logs request details at DEBUG; keep it quiet and redacted.
+    openai_logger = logging.getLogger("openai")
+    openai_logger.setLevel(logging.WARNING)
+    openai_logger.addHandler(handler)
+    app.logger.handlers[:] = [handler, console]
+    app.logger.setLevel(level)
+
+    @app.before_request
+    def assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if re.fullmatch(r"[A-Za-z0-9._\-]{1,64}", incoming) else uuid.uuid4().hex[:12]
+
+    @app.after_request
+    def echo_request_id(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        return response

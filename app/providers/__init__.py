@@ -1,0 +1,106 @@
+"""Upstream providers behind one small interface: the OpenAI-compatible API, or the offline demo.
+
+Routes and services talk to a :class:`Provider`; only `openai_provider` imports `openai`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config import Settings
+
+
+@dataclass(frozen=True)
+class TextAnswer:
+    """A complete chat answer."""
+
+    text: str
+    model: str
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageAnswer:
+    """A generated image: raw bytes (from `b64_json` or drawn locally) or a URL still to fetch."""
+
+    model: str
+    data: bytes | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+class UpstreamError(Exception):
+    """A generation failed. `message` is short, human and safe to show; never the raw error text."""
+
+    status = 500
+    kind = "upstream"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, partial: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.partial = partial
+
+
+class AuthFailed(UpstreamError):
+    kind = "auth"
+
+
+class RateLimited(UpstreamError):
+    kind = "rate_limit"
+
+
+class UpstreamUnavailable(UpstreamError):
+    kind = "server_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
+
+class UpstreamUnreachable(UpstreamError):
+    kind = "unreachable"
+
+
+class IncompleteAnswer(UpstreamError):
+    kind = "incomplete"
+
+
+class EmptyAnswer(UpstreamError):
+    kind = "empty"
+
+
+class Refused(UpstreamError):
+    kind = "refused"
+
+
+class BadImage(UpstreamError):
+    """The upstream's image is missing, unreachable, too large, or not an image."""
+
+    kind = "bad_image"
+
+
+class Provider(Protocol):
+    """What the app needs from an upstream."""
+
+    demo: bool
+    chat_model: str
+    image_model: str
+
+    def complete(self, messages: list[dict[str, str]]) -> TextAnswer:
+        """Answer a chat given as OpenAI-style `messages` (oldest first, the new prompt last)."""
+
+    def generate_image(self, prompt: str, size: str) -> ImageAnswer:
+        """Generate one image for `prompt` at `size` ("WxH")."""
+
+
+def make_provider(settings: Settings) -> Provider:
+    """The OpenAI provider when a key is configured, else the offline demo provider."""
+    if settings.demo:
+        from .demo import DemoProvider
+
+        return DemoProvider(settings)
+    from .openai_provider import OpenAIProvider
+
+    return OpenAIProvider(settings)

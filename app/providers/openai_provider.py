@@ -1,0 +1,174 @@
+"""The OpenAI-compatible upstream, reached with the official `openai` client.
+
+Works with api.openai.com and any compatible server (`OPENAI_BASE_URL`: Ollama, vLLM, LiteLLM,
+OpenRouter, ...). Client errors are translated into :class:`UpstreamError` subclasses with short
+human messages; the client's raw error text (which may quote request details) is only logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import openai
+
+from ..config import Settings
+from . import (
+    AuthFailed,
+    BadImage,
+    EmptyAnswer,
+    ImageAnswer,
+    IncompleteAnswer,
+    RateLimited,
+    Refused,
+    TextAnswer,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UpstreamUnreachable,
+)
+
+log = logging.getLogger("app.upstream")
+
+
+def _retry_after(error: openai.APIStatusError) -> float | None:
+    raw = error.response.headers.get("retry-after") if error.response is not None else None
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _is_refused_connection(error: BaseException) -> bool:
+    """True when the TCP connection itself failed (refused, unknown host): nothing was sent."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        text = str(cause).lower()
+        if "connection refused" in text or "name or service not known" in text:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn `openai` exceptions into UpstreamError subclasses with a human message."""
+    try:
+        yield
+    except openai.AuthenticationError as e:
+        log.error("%s failed: upstream rejected the API key (401): %s", what, e)
+        raise AuthFailed(
+            "The upstream rejected the API key (401). Check OPENAI_API_KEY and OPENAI_BASE_URL."
+        ) from None
+    except openai.PermissionDeniedError as e:
+        log.error("%s failed: permission denied (403): %s", what, e)
+        raise AuthFailed("The API key is not allowed to use this model or endpoint (403).") from None
+    except openai.RateLimitError as e:
+        wait = _retry_after(e)
+        log.warning("%s failed: rate limited (429), retry after %s s", what, wait)
+        hint = f" Try again in {wait:.0f} seconds." if wait is not None else " Try again shortly."
+        raise RateLimited("The upstream is rate limiting requests (429)." + hint, retry_after=wait) from None
+    except openai.InternalServerError as e:
+        log.error("%s failed: upstream server error (%s): %s", what, e.status_code, e)
+        raise UpstreamUnavailable(
+            f"The upstream had a server error ({e.status_code}). Try again in a moment."
+        ) from None
+    except openai.BadRequestError as e:
+        log.error("%s failed: upstream refused the request (400): %s", what, e)
+        if getattr(e, "code", None) == "content_policy_violation":
+            raise Refused("The upstream refused this prompt under its content policy.") from None
+        raise UpstreamError("The upstream could not process this request (400).") from None
+    except openai.NotFoundError as e:
+        log.error("%s failed: not found (404): %s", what, e)
+        raise UpstreamError("The upstream does not know this model or endpoint (404).") from None
+    except openai.APIStatusError as e:
+        log.error("%s failed: upstream answered %s: %s", what, e.status_code, e)
+        raise UpstreamError(f"The upstream answered with an error ({e.status_code}).") from None
+    except openai.APITimeoutError:
+        log.error("%s failed: upstream timed out", what)
+        raise UpstreamTimeout("The upstream did not answer in time. Try again later.") from None
+    except openai.APIConnectionError as e:
+        if _is_refused_connection(e):
+            log.error("%s failed: upstream unreachable: %s", what, e.__cause__ or e)
+            raise UpstreamUnreachable(
+                "Could not connect to the upstream. Is OPENAI_BASE_URL right and the server up?"
+            ) from None
+        log.error("%s failed: connection dropped mid-answer: %s", what, e.__cause__ or e)
+        raise IncompleteAnswer(
+            "The upstream connection was interrupted before the answer was complete."
+        ) from None
+    except openai.APIResponseValidationError as e:
+        log.error("%s failed: malformed upstream response: %s", what, e)
+        raise UpstreamError("The upstream sent a response this app cannot read.") from None
+    except openai.ContentFilterFinishReasonError:
+        raise Refused("The upstream's content filter stopped this answer.") from None
+    except openai.OpenAIError as e:
+        log.error("%s failed: %s", what, e)
+        raise UpstreamError("The upstream request failed.") from None
+
+
+class OpenAIProvider:
+    """Chat completions and image generation through the official client."""
+
+    demo = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.chat_model = settings.chat_model
+        self.image_model = settings.image_model
+        # Retries are off: a retry must fit inside UPSTREAM_TIMEOUT, and the user should hear
+        # about a rate limit at once instead of waiting out a long Retry-After.
+        self.client = openai.OpenAI(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout=settings.upstream_timeout,
+            max_retries=0,
+        )
+
+    def complete(self, messages: list[dict[str, str]]) -> TextAnswer:
+        """One non-streaming chat completion."""
+        with translate_errors("Chat completion"):
+            completion = self.client.chat.completions.create(model=self.chat_model, messages=messages)
+        if not completion.choices:
+            raise EmptyAnswer("The upstream returned no answer.")
+        choice = completion.choices[0]
+        text = choice.message.content or ""
+        if choice.finish_reason == "content_filter" or (
+            not text and getattr(choice.message, "refusal", None)
+        ):
+            raise Refused("The upstream declined to answer this prompt.", partial=text)
+        if not text.strip():
+            raise EmptyAnswer("The upstream returned an empty answer.")
+        usage = {}
+        if completion.usage is not None:
+            usage = {
+                "prompt_tokens": completion.usage.prompt_tokens,
+                "completion_tokens": completion.usage.completion_tokens,
+            }
+        return TextAnswer(text=text, model=completion.model or self.chat_model, usage=usage)
+
+    def generate_image(self, prompt: str, size: str) -> ImageAnswer:
+        """One image; the answer carries either decoded `b64_json` bytes or the URL to fetch."""
+        with translate_errors("Image generation"):
+            result = self.client.images.generate(model=self.image_model, prompt=prompt, size=size, n=1)
+        if not result.data:
+            log.error("Kein Bild in der Antwort gefunden.")
+            raise BadImage("The upstream returned no image.")
+        item = result.data[0]
+        revised = getattr(item, "revised_prompt", None)
+        if item.b64_json:
+            try:
+                data = base64.b64decode(item.b64_json, validate=True)
+            except (binascii.Error, ValueError):
+                raise BadImage("The upstream's image data is not valid base64.") from None
+            return ImageAnswer(model=self.image_model, data=data, revised_prompt=revised)
+        if item.url:
+            return ImageAnswer(model=self.image_model, url=item.url, revised_prompt=revised)
+        log.error("Kein Bild in der Antwort gefunden.")
+        raise BadImage("The upstream returned no image.")

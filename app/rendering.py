@@ -1,0 +1,77 @@
+"""Markdown rendering of model output: untrusted text in, sanitized HTML out.
+
+markdown-it-py parses with raw HTML disabled, Pygments highlights fenced code server-side (CSS
+classes, no inline styles, so the CSP needs no `unsafe-inline`), and nh3 then sanitizes the
+result against a small allow-list. Only the sanitized output is ever marked safe for Jinja.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "strong", "em", "code", "pre", "span", "blockquote",
+    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "a", "del", "s",
+    "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "span": {"class"},
+    "code": {"class"},
+    "pre": {"class", "data-lang"},
+    "a": {"href", "title"},
+    "ol": {"start"},
+}
+_FORMATTER = HtmlFormatter(cssclass="highlight", nowrap=True)
+
+
+def _highlight(code: str, lang: str, _attrs: str) -> str:
+    name = (lang or "").strip().split()[0] if lang and lang.strip() else ""
+    try:
+        lexer = get_lexer_by_name(name) if name else None
+    except ClassNotFound:
+        lexer = None
+    body = highlight(code, lexer, _FORMATTER) if lexer else str(escape(code))
+    label = f' data-lang="{escape(name)}"' if name else ""
+    # Starting with "<pre" tells markdown-it not to wrap the block again.
+    return f'<pre class="highlight"{label}><code>{body}</code></pre>\n'
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
+    md.enable(["table", "strikethrough"])
+    return md
+
+
+def render_markdown(text: str) -> Markup:
+    """Render untrusted markdown to sanitized HTML safe to insert into a page."""
+    md = _parser()
+    tokens = md.parse(text or "")
+    for token in tokens:
+        # Table alignment comes as inline style attributes, which the CSP forbids; drop it.
+        if token.type in ("th_open", "td_open"):
+            token.attrs.pop("style", None)
+    html = md.renderer.render(tokens, md.options, {})
+    clean = nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="nofollow noopener noreferrer",
+    )
+    return Markup(clean)  # nh3 output: only allow-listed tags and attributes remain
+
+
+def pygments_css() -> str:
+    """The highlight styles for light and dark colour schemes (served as a static file)."""
+    light = HtmlFormatter(style="default").get_style_defs(".highlight")
+    dark = HtmlFormatter(style="monokai").get_style_defs(".highlight")
+    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
