@@ -1,0 +1,101 @@
+"""Shared fixtures: a local OpenAI-compatible upstream, apps on temp DATA_DIRs, a live server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+
+from .upstream import FakeUpstream
+
+# A key-shaped secret: tests assert it never shows up in logs, pages or responses.
+TEST_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def make_app(data_dir: Path) -> Callable[..., Any]:
+    """Build an app on the test's DATA_DIR; keyword arguments override settings."""
+
+    def factory(**overrides: Any):
+        config: dict[str, Any] = {"data_dir": data_dir, "upstream_timeout": 5.0, "log_level": "DEBUG"}
+        config.update(overrides)
+        app = create_app(config)
+        app.config["TESTING"] = True
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app, upstream: FakeUpstream):
+    """The app wired to the local upstream through the real openai client."""
+    return make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def demo_app(make_app):
+    """The app in offline demo mode (no key)."""
+    return make_app()
+
+
+@pytest.fixture
+def demo_client(demo_app):
+    return demo_app.test_client()
+
+
+class LiveServer:
+    """A real threaded WSGI server on 127.0.0.1 running an app."""
+
+    def __init__(self, app) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def live_server() -> Callable[[Any], LiveServer]:
+    """Call with an app to get a started server; it stops at the end of the test."""
+    started: list[LiveServer] = []
+
+    def start(app) -> LiveServer:
+        server = LiveServer(app).__enter__()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)

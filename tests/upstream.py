@@ -1,0 +1,180 @@
+"""A small OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+The app reaches it through the real `openai` client over real HTTP. Each test scripts what the
+next requests get with :meth:`FakeUpstream.script`; unscripted requests get sensible defaults
+(a markdown answer, a PNG by URL). Every request is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+
+def png_bytes(size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (200, 60, 30)) -> bytes:
+    """A small valid PNG."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+@dataclass
+class Reply:
+    """One scripted reply: status, JSON or raw body, headers, a delay, or a connection cut."""
+
+    status: int = 200
+    json: Any = None
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop_after: int | None = None  # send only this many body bytes, then close the connection
+    content_type: str = "application/json"
+
+
+def chat_completion(text: str, model: str = "test-chat-model", finish_reason: str = "stop") -> dict:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 11, "total_tokens": 18},
+    }
+
+
+def error_body(message: str, kind: str = "server_error", code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "code": code, "param": None}}
+
+
+class FakeUpstream:
+    """Start with :meth:`start`; `url` is the base URL to give the app as OPENAI_BASE_URL."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.files: dict[str, tuple[bytes, str]] = {"/files/image.png": (png_bytes(), "image/png")}
+        self.image_mode = "url"
+        self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+
+    # -- control ---------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return self.origin + "/v1"
+
+    def script(self, path: str, *replies: Reply) -> None:
+        """Queue replies for the next requests to `path` (e.g. "/v1/chat/completions")."""
+        with self._lock:
+            self._scripts[path].extend(replies)
+
+    def serve_file(self, path: str, body: bytes, content_type: str = "image/png") -> str:
+        """Serve `body` at `path`; returns its absolute URL."""
+        self.files[path] = (body, content_type)
+        return self.origin + path
+
+    def calls(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == path]
+
+    def start(self) -> FakeUpstream:
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:
+                upstream._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                upstream._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _next_scripted(self, path: str) -> Reply | None:
+        with self._lock:
+            queue = self._scripts.get(path)
+            return queue.popleft() if queue else None
+
+    def _default(self, path: str, body: dict[str, Any] | None) -> Reply:
+        if path == "/v1/chat/completions":
+            prompt = (body or {}).get("messages", [{}])[-1].get("content", "")
+            return Reply(json=chat_completion(f"Answer to: {prompt}\n\n```python\nprint('hi')\n```"))
+        if path == "/v1/images/generations":
+            if self.image_mode == "b64":
+                data = [{"b64_json": base64.b64encode(png_bytes()).decode()}]
+            else:
+                data = [{"url": self.origin + "/files/image.png", "revised_prompt": "revised"}]
+            return Reply(json={"created": int(time.time()), "data": data})
+        if path == "/v1/models":
+            return Reply(json={"object": "list", "data": [{"id": "test-chat-model", "object": "model"}]})
+        if path in self.files:
+            data, ctype = self.files[path]
+            return Reply(body=data, content_type=ctype)
+        return Reply(status=404, json=error_body("not found", "invalid_request_error"))
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        path = handler.path.split("?", 1)[0]
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        with self._lock:
+            self.requests.append(
+                {"method": method, "path": path, "json": body, "headers": dict(handler.headers.items())}
+            )
+        reply = self._next_scripted(path) or self._default(path, body)
+        if reply.delay:
+            time.sleep(reply.delay)
+        payload = reply.body if reply.body is not None else json.dumps(reply.json).encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", reply.content_type)
+            handler.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            if reply.drop_after is not None:
+                handler.wfile.write(payload[: reply.drop_after])
+                handler.wfile.flush()
+                handler.close_connection = True
+                handler.connection.shutdown(2)
+                return
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
