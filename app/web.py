@@ -7,6 +7,7 @@ JSON from the POST routes and full pages (or JSON when it asks for it) from the 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import (
@@ -59,36 +60,51 @@ def _sidebar_days() -> list:
     return _chatlog().days(limit=current_app.config["SETTINGS"].history_sidebar_limit)
 
 
-def _generated(kind: str) -> Response | tuple[Response, int]:
-    """Shared body of the two generate routes; `kind` is "code" or "image"."""
+def _generated(kind: str) -> Response:
+    """Shared body of the two generate routes; `kind` is "code" or "image".
+
+    htmx gets every outcome as a 200 fragment (an error is a visible alert in Results), so the
+    browser logs no failed request; only a stored answer carries `HX-Trigger: generated`, which
+    is what clears the prompt box. Every other client gets the seed's JSON and status codes.
+    """
     settings = current_app.config["SETTINGS"]
-    demo = _generator().provider.demo
+    generator = _generator()
     try:
         prompt = clean_prompt(read_prompt(), settings.max_prompt_chars)
     except PromptError as e:
         if htmx:
-            return make_response(render_template("partials/_error.html", message=e.message), 400)
-        return jsonify(error=e.message), 400
-    run = _generator().generate_code if kind == "code" else _generator().generate_image
+            return make_response(render_template("partials/_error.html", message=e.message))
+        return make_response(jsonify(error=e.message), 400)
+    run = generator.generate_code if kind == "code" else generator.generate_image
     try:
         entry = run(prompt)
     except GenerationFailed as failed:
         headers = {}
         if failed.error.retry_after is not None:
-            headers["Retry-After"] = str(int(failed.error.retry_after + 0.999))
+            headers["Retry-After"] = str(math.ceil(failed.error.retry_after))
         if htmx:
             body = render_template(
                 "partials/_generate_response.html", entry=failed.entry, days=_sidebar_days()
             )
-            return make_response(body, failed.error.status, headers)
-        payload = {"error": failed.error.message, "entry": failed.entry.permalink, "demo": demo}
+            return make_response(body, 200, headers)
+        payload = {
+            "error": failed.error.message,
+            "entry": failed.entry.permalink,
+            "demo": generator.provider.demo,
+        }
         return make_response(jsonify(payload), failed.error.status, headers)
     if htmx:
-        return make_response(
-            render_template("partials/_generate_response.html", entry=entry, days=_sidebar_days())
-        )
+        body = render_template("partials/_generate_response.html", entry=entry, days=_sidebar_days())
+        return make_response(body, 200, {"HX-Trigger": "generated"})
     field = "code" if kind == "code" else "image_url"
-    return jsonify({field: entry.response, "entry": entry.permalink, "model": entry.model, "demo": demo})
+    return jsonify(
+        {
+            field: entry.response,
+            "entry": entry.permalink,
+            "model": entry.model,
+            "demo": generator.provider.demo,
+        }
+    )
 
 
 @bp.get("/")
@@ -178,6 +194,10 @@ def vary_on_htmx(response: Response) -> Response:
     response.vary.add("HX-Request")
     if request.path != "/" and not request.path.startswith("/static/"):
         response.vary.add("Accept")
+    # Pages and answers change with every generation and hold the user's history: never let a
+    # browser's back button show a stale copy, nor keep one on disk.
+    if "Cache-Control" not in response.headers and not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -66,10 +66,14 @@
     var results = document.getElementById("results");
     if (results) results.removeAttribute("aria-busy");
     var field = prompt();
-    if (!field) return;
-    // Keep the typed prompt on any error; clear it only once its answer is safely stored.
-    if (event.detail.successful) field.value = "";
-    field.focus();
+    if (field) field.focus();
+  });
+
+  // The server sends this event (HX-Trigger) only with a stored answer; on any error the typed
+  // prompt stays in the box.
+  document.addEventListener("generated", function () {
+    var field = prompt();
+    if (field) field.value = "";
   });
   // The server itself could not be reached (offline, restarted): say so, keep the prompt.
   document.addEventListener("htmx:sendError", function (event) {

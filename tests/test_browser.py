@@ -1,0 +1,186 @@
+"""The UI in a real browser: Debian's chromium driven by Playwright, against a live server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from .conftest import TEST_KEY
+from .upstream import Reply, error_body
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class WatchedPage:
+    """A page that records console errors and any request to another origin."""
+
+    def __init__(self, page: Page, origin: str) -> None:
+        self.page = page
+        self.console_errors: list[str] = []
+        self.foreign_requests: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        page.on(
+            "request",
+            lambda r: None if r.url.startswith(origin) else self.foreign_requests.append(r.url),
+        )
+
+    def assert_clean(self) -> None:
+        assert self.console_errors == []
+        assert self.foreign_requests == []
+
+
+@pytest.fixture
+def open_page(browser: Browser, live_server):
+    contexts = []
+
+    def open_app(app) -> WatchedPage:
+        server = live_server(app)
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        watched = WatchedPage(page, server.url)
+        page.goto(server.url + "/")
+        # A marker that a full reload would wipe: results must arrive without one.
+        page.evaluate("window.__noReload = true")
+        return watched
+
+    yield open_app
+    for context in contexts:
+        context.close()
+
+
+def results(page: Page):
+    return page.get_by_role("region", name="Results")
+
+
+def history(page: Page):
+    return page.get_by_role("complementary", name="History")
+
+
+def test_ctrl_enter_generates_code_into_results_and_history_without_reload(open_page, demo_app):
+    watched = open_page(demo_app)
+    page = watched.page
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.fill("Write a Python function that adds two numbers")
+    prompt.press("Control+Enter")
+
+    answer = results(page).get_by_role("article")
+    expect(answer).to_have_count(1)
+    expect(answer).to_contain_text("Demo answer")
+    expect(answer.locator("pre.highlight")).to_be_visible()
+    expect(history(page).get_by_role("link", name=re.compile("adds two numbers"))).to_be_visible()
+    expect(results(page)).not_to_have_attribute("aria-busy", "true")
+    assert page.evaluate("window.__noReload") is True
+    expect(prompt).to_have_value("")
+    expect(prompt).to_be_focused()
+    watched.assert_clean()
+
+
+def test_ctrl_shift_enter_generates_an_image_shown_in_results(open_page, demo_app):
+    watched = open_page(demo_app)
+    page = watched.page
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.fill("A red fox in the snow")
+    prompt.press("Control+Shift+Enter")
+
+    image = results(page).get_by_role("img", name=re.compile("red fox"))
+    expect(image).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    expect(history(page).get_by_role("link", name=re.compile("red fox"))).to_be_visible()
+    assert page.evaluate("window.__noReload") is True
+    watched.assert_clean()
+
+
+def test_enter_inserts_a_newline_and_generates_nothing(open_page, demo_app):
+    watched = open_page(demo_app)
+    page = watched.page
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.type("first line")
+    prompt.press("Enter")
+    prompt.type("second line")
+    expect(prompt).to_have_value("first line\nsecond line")
+    expect(results(page).get_by_role("article")).to_have_count(0)
+    watched.assert_clean()
+
+
+def test_upstream_failure_shows_an_error_and_keeps_the_prompt(open_page, make_app, upstream):
+    app = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url)
+    upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("boom")))
+    watched = open_page(app)
+    page = watched.page
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.fill("Keep me after the error")
+    page.get_by_role("button", name="Generate code").click()
+
+    alert = results(page).get_by_role("alert")
+    expect(alert).to_contain_text("server error")
+    expect(prompt).to_have_value("Keep me after the error")
+    expect(history(page).get_by_role("link", name=re.compile("Keep me"))).to_be_visible()
+    expect(page.get_by_text("Demo mode")).to_have_count(0)
+    assert TEST_KEY not in page.content()
+    # Swapping a 500 fragment is deliberate: it must not log a console error.
+    watched.assert_clean()
+
+
+def test_slash_focuses_prompt_escape_leaves_it_and_question_mark_opens_help(open_page, demo_app):
+    watched = open_page(demo_app)
+    page = watched.page
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.press("Escape")
+    expect(prompt).not_to_be_focused()
+
+    page.keyboard.press("/")
+    expect(prompt).to_be_focused()
+    expect(prompt).to_have_value("")
+
+    prompt.press("Escape")
+    page.keyboard.press("?")
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Generate an image")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    watched.assert_clean()
+
+
+def test_history_link_opens_the_entry_page_which_survives_reload(open_page, demo_app):
+    watched = open_page(demo_app)
+    page = watched.page
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.fill("SQL: top customers")
+    prompt.press("Control+Enter")
+    link = history(page).get_by_role("link", name=re.compile("top customers"))
+    href = link.get_attribute("href")
+    link.click()
+    expect(page).to_have_url(re.compile(re.escape(href) + "$"))
+    expect(page.get_by_role("article")).to_contain_text("SELECT")
+    page.reload()
+    expect(page.get_by_role("article")).to_contain_text("SQL: top customers")
+    page.go_back()
+    expect(history(page).get_by_role("link", name=re.compile("top customers"))).to_have_attribute(
+        "href", href
+    )
+    watched.assert_clean()
