@@ -62,7 +62,13 @@ def demo_answer(prompt: str) -> str:
             language = name
             break
     _, fence, template = _SNIPPETS[language]
-    title = " ".join(prompt.split())[:60].replace("*/", "").replace("-->", "") or "demo"
+    title = (
+        textwrap.shorten(prompt, 60, placeholder="…")
+        .replace("*/", "")
+        .replace("-->", "")
+        .replace('"""', "'''")
+        or "demo"
+    )
     code = template.format(title=title)
     tag = _digest(prompt).hex()[:8]
     return (

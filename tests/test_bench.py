@@ -1,0 +1,24 @@
+"""`make bench` keeps working: a tiny run writes a results table with every figure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_writes_a_table_with_each_figure(tmp_path: Path):
+    out = tmp_path / "RESULTS.md"
+    subprocess.run(
+        [sys.executable, "-m", "bench", "--rounds", "1", "--per-round", "2", "--output", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    text = out.read_text()
+    for figure in ("POST /generate_code (JSON)", "POST /generate_image (JSON, b64 PNG)", "GET / ("):
+        assert figure in text
+    assert "×" in text
