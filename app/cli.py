@@ -7,10 +7,12 @@ import sys
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 
 @click.command("import-chatlog")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
+@with_appcontext
 def import_chatlog(file) -> None:
     """Import a chatlog.json in the seed's format; entries already present are skipped."""
     try:
@@ -19,6 +21,8 @@ def import_chatlog(file) -> None:
         raise click.ClickException(
             f"{file.name} is not valid JSON (line {e.lineno}, column {e.colno})"
         ) from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file.name} is not UTF-8 text") from None
     images = current_app.extensions["images"]
     try:
         added, skipped = current_app.extensions["chatlog"].import_seed(data, images.name_for_url)
@@ -29,6 +33,7 @@ def import_chatlog(file) -> None:
 
 @click.command("export-chatlog")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, writable=True))
+@with_appcontext
 def export_chatlog(file: str | None) -> None:
     """Write the history in the seed's chatlog.json format to FILE (default: standard output)."""
     text = json.dumps(current_app.extensions["chatlog"].export_seed(), ensure_ascii=False, indent=4) + "\n"

@@ -28,6 +28,9 @@ MAX_PIXELS = 40_000_000  # above any size the image APIs produce; stops decompre
 MAX_REDIRECTS = 3
 NAME_RE = re.compile(r"^[0-9a-f]{32}\.png$")
 
+# Pillow raises DecompressionBombError above twice this and warns above it (made an error below).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
 
 @dataclass(frozen=True)
 class StoredImage:
@@ -86,6 +89,8 @@ def decode_image(data: bytes) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
+                if probe.width * probe.height > MAX_PIXELS:
+                    raise Image.DecompressionBombError("too many pixels")
                 probe.verify()
             image = Image.open(io.BytesIO(data))
             image.load()
@@ -104,7 +109,6 @@ class ImageStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "images"
         self.root.mkdir(parents=True, exist_ok=True)
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
     def save(self, entry_id: str, data: bytes) -> StoredImage:
         """Validate `data`, strip metadata by re-encoding, and write `<entry_id>.png` atomically."""

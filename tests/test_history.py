@@ -1,0 +1,452 @@
+"""The history store (app.history.ChatLog) on real files in temporary directories."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from app.history import ChatLog, HistoryCorrupt, atomic_write_text
+
+CEST = timezone(timedelta(hours=2))
+DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
+DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)
+
+
+class Clock:
+    """A settable clock to inject into ChatLog: returns `now` until changed."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(DAY_ONE)
+
+
+@pytest.fixture
+def chatlog(data_dir: Path, clock: Clock) -> ChatLog:
+    return ChatLog(data_dir, clock=clock)
+
+
+def read_history(data_dir: Path) -> dict:
+    return json.loads((data_dir / "history.json").read_text(encoding="utf-8"))
+
+
+def stored_entries(data_dir: Path) -> list[dict]:
+    """Every entry in history.json as stored on disk, whatever the TinyDB layout around it."""
+    found: list[dict] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "id" in node and "prompt" in node and "status" in node:
+                found.append(node)
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(read_history(data_dir))
+    return found
+
+
+def tmp_files(directory: Path) -> list[str]:
+    return [name for name in os.listdir(directory) if name.endswith(".tmp")]
+
+
+def _append_entries(data_dir: str, worker: int, count: int, barrier) -> None:
+    """Run in a separate (spawned) process: append `count` entries to the shared history."""
+    barrier.wait(timeout=60)
+    log = ChatLog(Path(data_dir), clock=lambda: DAY_ONE)
+    for n in range(count):
+        log.begin("code", f"process {worker} prompt {n}", "test-model")
+
+
+# -- writes ------------------------------------------------------------------------------------
+
+
+def test_begin_writes_the_pending_prompt_to_disk_before_returning(chatlog, data_dir):
+    entry = chatlog.begin("code", "Write a prime test", "test-model")
+
+    [stored] = stored_entries(data_dir)
+    assert stored["id"] == entry.id
+    assert stored["prompt"] == "Write a prime test"
+    assert stored["status"] == "pending"
+    assert stored["response"] == ""
+
+
+def test_begin_returns_a_pending_entry_with_its_kind_and_model(chatlog):
+    entry = chatlog.begin("image", "A lighthouse", "dall-e-3", demo=True)
+
+    assert (entry.kind, entry.status, entry.model, entry.demo) == ("image", "pending", "dall-e-3", True)
+
+
+def test_begin_rejects_an_unknown_kind(chatlog, data_dir):
+    with pytest.raises(ValueError):
+        chatlog.begin("video", "A film", "test-model")
+    assert not (data_dir / "history.json").exists()
+
+
+def test_finish_stores_the_response_and_marks_the_entry_done(chatlog):
+    entry = chatlog.begin("code", "Prompt", "test-model")
+
+    finished = chatlog.finish(entry, "```python\nprint(1)\n```", model="answer-model")
+
+    stored = chatlog.get(entry.date, entry.index)
+    assert stored == finished
+    assert (stored.status, stored.response, stored.model, stored.error) == (
+        "done",
+        "```python\nprint(1)\n```",
+        "answer-model",
+        None,
+    )
+
+
+def test_fail_marks_the_entry_failed_with_the_error_and_keeps_the_prompt(chatlog):
+    entry = chatlog.begin("code", "Keep me", "test-model")
+
+    chatlog.fail(entry, "The upstream had a server error (500).")
+
+    stored = chatlog.get(entry.date, entry.index)
+    assert (stored.status, stored.error, stored.prompt) == (
+        "failed",
+        "The upstream had a server error (500).",
+        "Keep me",
+    )
+
+
+def test_finish_of_an_entry_not_in_the_history_raises_key_error(chatlog, data_dir, clock):
+    (data_dir / "elsewhere").mkdir()
+    other = ChatLog(data_dir / "elsewhere", clock=clock)
+    stranger = other.begin("code", "Not here", "test-model")
+    chatlog.begin("code", "Here", "test-model")
+
+    with pytest.raises(KeyError):
+        chatlog.finish(stranger, "answer")
+
+
+# -- indexes, permalinks, dates ----------------------------------------------------------------
+
+
+def test_indexes_start_at_zero_and_increase_within_a_day(chatlog):
+    indexes = [chatlog.begin("code", f"p{n}", "m").index for n in range(3)]
+
+    assert indexes == [0, 1, 2]
+
+
+def test_indexes_restart_at_zero_on_a_new_day(chatlog, clock):
+    chatlog.begin("code", "day one a", "m")
+    chatlog.begin("code", "day one b", "m")
+    clock.now = DAY_TWO
+
+    entry = chatlog.begin("code", "day two a", "m")
+
+    assert (entry.date, entry.index) == ("2024-08-31", 0)
+
+
+def test_permalink_is_date_and_index(chatlog):
+    entry = chatlog.begin("code", "p", "m")
+
+    assert entry.permalink == "/chatlog/2024-08-30/0"
+
+
+def test_permalink_keeps_pointing_at_the_same_entry_after_later_writes(chatlog, clock):
+    first = chatlog.begin("code", "first", "m")
+    second = chatlog.begin("code", "second", "m")
+    chatlog.finish(second, "answer two")
+    chatlog.fail(first, "broken")
+    clock.now = DAY_TWO
+    chatlog.begin("code", "next day", "m")
+
+    assert chatlog.get(first.date, first.index).id == first.id
+    assert chatlog.get(second.date, second.index).id == second.id
+
+
+def test_entries_are_dated_by_the_clocks_local_date_not_utc(data_dir):
+    # 00:30 in UTC+2 is still the previous day in UTC.
+    just_after_midnight = datetime(2024, 8, 31, 0, 30, tzinfo=CEST)
+    log = ChatLog(data_dir, clock=lambda: just_after_midnight)
+
+    entry = log.begin("code", "late night", "m")
+
+    assert entry.date == "2024-08-31"
+
+
+def test_entries_group_by_date(chatlog, clock):
+    chatlog.begin("code", "a", "m")
+    chatlog.begin("code", "b", "m")
+    clock.now = DAY_TWO
+    chatlog.begin("code", "c", "m")
+
+    grouped = {day.date: [e.prompt for e in day.entries] for day in chatlog.days(newest_first=False)}
+
+    assert grouped == {"2024-08-30": ["a", "b"], "2024-08-31": ["c"]}
+
+
+@pytest.fixture
+def two_days(chatlog, clock) -> ChatLog:
+    """Prompts a, b on 2024-08-30 and c, d on 2024-08-31."""
+    for prompt in ("a", "b"):
+        chatlog.begin("code", prompt, "m")
+    clock.now = DAY_TWO
+    for prompt in ("c", "d"):
+        chatlog.begin("code", prompt, "m")
+    return chatlog
+
+
+def shape(days) -> list[tuple[str, list[str]]]:
+    return [(day.date, [e.prompt for e in day.entries]) for day in days]
+
+
+def test_days_lists_newest_date_and_newest_entry_first_by_default(two_days):
+    assert shape(two_days.days()) == [("2024-08-31", ["d", "c"]), ("2024-08-30", ["b", "a"])]
+
+
+def test_days_lists_oldest_first_when_asked(two_days):
+    assert shape(two_days.days(newest_first=False)) == [
+        ("2024-08-30", ["a", "b"]),
+        ("2024-08-31", ["c", "d"]),
+    ]
+
+
+def test_days_limit_caps_the_number_of_entries_newest_first(two_days):
+    assert shape(two_days.days(limit=3)) == [("2024-08-31", ["d", "c"]), ("2024-08-30", ["b"])]
+
+
+def test_days_limit_caps_the_number_of_entries_oldest_first(two_days):
+    assert shape(two_days.days(newest_first=False, limit=3)) == [
+        ("2024-08-30", ["a", "b"]),
+        ("2024-08-31", ["c"]),
+    ]
+
+
+def test_days_of_an_empty_history_is_empty(chatlog):
+    assert chatlog.days() == []
+
+
+# -- get ---------------------------------------------------------------------------------------
+
+
+def test_get_returns_the_entry_at_date_and_index(two_days):
+    entry = two_days.get("2024-08-31", 1)
+
+    assert (entry.prompt, entry.date, entry.index) == ("d", "2024-08-31", 1)
+
+
+def test_get_of_an_unknown_date_is_none(two_days):
+    assert two_days.get("2024-09-01", 0) is None
+
+
+def test_get_of_an_unknown_index_is_none(two_days):
+    assert two_days.get("2024-08-30", 2) is None
+
+
+def test_get_of_a_negative_index_is_none(two_days):
+    assert two_days.get("2024-08-30", -1) is None
+
+
+@pytest.mark.parametrize("date", ["2024-8-30", "30.08.2024", "../history", "", "2024-08-30x"])
+def test_get_of_a_malformed_date_is_none(two_days, date):
+    assert two_days.get(date, 0) is None
+
+
+def test_get_on_a_history_that_does_not_exist_yet_is_none(chatlog):
+    assert chatlog.get("2024-08-30", 0) is None
+
+
+# -- durability --------------------------------------------------------------------------------
+
+
+def test_a_new_chatlog_on_the_same_directory_sees_every_entry(two_days, data_dir):
+    entry = two_days.get("2024-08-30", 0)
+    two_days.finish(entry, "answer a")
+
+    restarted = ChatLog(data_dir)
+
+    assert shape(restarted.days()) == shape(two_days.days())
+    assert restarted.get("2024-08-30", 0).response == "answer a"
+
+
+def test_a_restarted_chatlog_continues_the_days_indexes(chatlog, data_dir, clock):
+    chatlog.begin("code", "a", "m")
+    chatlog.begin("code", "b", "m")
+
+    entry = ChatLog(data_dir, clock=clock).begin("code", "after restart", "m")
+
+    assert entry.index == 2
+
+
+def test_history_file_is_valid_json_after_every_write(chatlog, data_dir, clock):
+    writes = [
+        lambda: chatlog.begin("code", "one", "m"),
+        lambda: chatlog.finish(chatlog.get("2024-08-30", 0), "answer"),
+        lambda: chatlog.begin("image", "two", "m"),
+        lambda: chatlog.fail(chatlog.get("2024-08-30", 1), "failed"),
+        lambda: chatlog.import_seed({"2024-08-29": [{"prompt": "old", "response": "x"}]}),
+    ]
+    for write in writes:
+        write()
+        assert isinstance(read_history(data_dir), dict)
+
+    assert len(stored_entries(data_dir)) == 3
+
+
+def test_writes_leave_no_temporary_files(chatlog, data_dir):
+    entry = chatlog.begin("code", "one", "m")
+    chatlog.finish(entry, "answer")
+    chatlog.fail(chatlog.begin("code", "two", "m"), "failed")
+
+    assert tmp_files(data_dir) == []
+
+
+# -- damaged files -----------------------------------------------------------------------------
+
+
+DAMAGED = {
+    "garbage": b"GARBAGE \x00\x01\x02 this is not json at all",
+    "truncated": b'{"days": {"1": {"date": "2024-08-30", "next_index": 1, "entries": [{"id": "ab',
+    "not-utf8": '{"days": {"1": {"date": "2024-08-30", "prompt": "Grüße"}}}'.encode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
+def test_begin_on_a_damaged_history_raises_history_corrupt_naming_the_file(chatlog, data_dir, content):
+    path = data_dir / "history.json"
+    path.write_bytes(content)
+
+    with pytest.raises(HistoryCorrupt) as raised:
+        chatlog.begin("code", "new prompt", "m")
+
+    assert str(path) in str(raised.value)
+    assert raised.value.path == path
+
+
+@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
+def test_begin_on_a_damaged_history_leaves_the_file_untouched(chatlog, data_dir, content):
+    path = data_dir / "history.json"
+    path.write_bytes(content)
+
+    with pytest.raises(HistoryCorrupt):
+        chatlog.begin("code", "new prompt", "m")
+
+    assert path.read_bytes() == content
+    assert tmp_files(data_dir) == []
+
+
+def test_reading_a_damaged_history_raises_history_corrupt(chatlog, data_dir):
+    (data_dir / "history.json").write_bytes(DAMAGED["truncated"])
+
+    with pytest.raises(HistoryCorrupt):
+        chatlog.days()
+
+
+def test_a_json_file_that_is_not_a_tinydb_document_is_corrupt_and_kept(chatlog, data_dir):
+    path = data_dir / "history.json"
+    path.write_text('["a", "list"]', encoding="utf-8")
+
+    with pytest.raises(HistoryCorrupt):
+        chatlog.begin("code", "new prompt", "m")
+    assert path.read_text(encoding="utf-8") == '["a", "list"]'
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def test_concurrent_begin_from_eight_threads_loses_nothing(chatlog, data_dir):
+    threads_n, per_thread = 8, 10
+    barrier = threading.Barrier(threads_n, timeout=30)
+    created, errors = [], []
+    guard = threading.Lock()
+
+    def work(worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(per_thread):
+                entry = chatlog.begin("code", f"thread {worker} prompt {n}", "m")
+                with guard:
+                    created.append(entry)
+        except Exception as e:  # collected and asserted below
+            with guard:
+                errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    stored = stored_entries(data_dir)
+    assert len(stored) == 80
+    assert len({e["id"] for e in stored}) == 80
+    assert len({(e["date"], e["index"]) for e in stored}) == 80
+    assert {e.id for e in created} == {e["id"] for e in stored}
+
+
+def test_concurrent_writers_in_two_processes_lose_nothing(data_dir):
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    workers = [ctx.Process(target=_append_entries, args=(str(data_dir), w, 20, barrier)) for w in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=90)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+    assert [p.exitcode for p in workers] == [0, 0]
+    stored = stored_entries(data_dir)
+    assert len(stored) == 40
+    assert {e["prompt"] for e in stored} == {f"process {w} prompt {n}" for w in range(2) for n in range(20)}
+    assert sorted(e["index"] for e in stored) == list(range(40))
+
+
+# -- atomic_write_text -------------------------------------------------------------------------
+
+
+def test_atomic_write_text_replaces_the_content(tmp_path):
+    path = tmp_path / "file.json"
+    path.write_text("old", encoding="utf-8")
+
+    atomic_write_text(path, '{"new": true}')
+
+    assert path.read_text(encoding="utf-8") == '{"new": true}'
+    assert tmp_files(tmp_path) == []
+
+
+def test_atomic_write_text_keeps_the_old_content_when_encoding_fails(tmp_path):
+    path = tmp_path / "file.json"
+    path.write_text('{"old": true}', encoding="utf-8")
+
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write_text(path, '{"new": "\ud800"}')  # a lone surrogate cannot be UTF-8
+
+    assert path.read_text(encoding="utf-8") == '{"old": true}'
+    assert tmp_files(tmp_path) == []
+
+
+def test_atomic_write_text_keeps_the_old_content_when_fsync_fails(tmp_path, monkeypatch):
+    path = tmp_path / "file.json"
+    path.write_text('{"old": true}', encoding="utf-8")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        atomic_write_text(path, '{"new": true}')
+
+    assert path.read_text(encoding="utf-8") == '{"old": true}'
+    assert tmp_files(tmp_path) == []
