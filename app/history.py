@@ -1,43 +1,63 @@
 """The chat history: TinyDB JSON grouped by date, behind the :class:`ChatLog` interface.
 
-Layout on disk: `DATA_DIR/history.json`, one TinyDB document per date holding that day's entries
-in index order. An entry's `index` is fixed when it is created and never reused, so the permalink
-`/chatlog/<date>/<index>` keeps pointing at the same entry for ever (a deleted entry leaves a
-tombstone and answers 410).
+Layout on disk: `DATA_DIR/history/<YYYY-MM-DD>.json`, one TinyDB database per date whose table
+`entries` holds that day's entries with `doc_id = index + 1`. An append rewrites only its own
+day's file, so it costs the same with 100,000 entries as with 1,000. An entry's `index` is fixed
+when it is created and never reused, so `/chatlog/<date>/<index>` keeps pointing at the same
+entry for ever; a deleted entry leaves a tombstone without its content and answers 410.
 
-Every write replaces the file atomically (temp file, fsync, rename, fsync of the directory) and
-every read-modify-write holds a cross-process file lock, so threads, gunicorn workers and CLI
-runs can share one DATA_DIR. Only this module imports `tinydb`.
+Durability: every write replaces its file atomically (temp file in the same directory, fsync,
+rename, fsync of the directory), so every `*.json` file is complete at every instant, kill -9
+included. Every read-modify-write holds one cross-process file lock, so threads, gunicorn
+workers and CLI runs can share a DATA_DIR. Readers take no lock: a rename is atomic.
+
+Reads go through a per-process cache of parsed day files, checked against each file's inode,
+size and mtime, so listing and searching re-parse only the days that changed.
+
+A damaged day file is moved aside (`<date>.json.corrupt-<time>`), never overwritten, and logged
+with its name; the rest of the history keeps working and the day's new entries continue after
+the highest index still readable in the damaged file, so no permalink is ever reused.
+
+Only this module imports `tinydb`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from tinydb import Query, TinyDB
+from tinydb import TinyDB
 from tinydb.storages import Storage
+from tinydb.table import Document
+
+log = logging.getLogger("app.history")
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 KINDS = ("code", "image")
 STATUSES = ("pending", "done", "failed")
+TABLE = "entries"
 
 
 class HistoryCorrupt(RuntimeError):
-    """The history file exists but is not valid JSON; it is left untouched for the owner to fix."""
+    """A history file was damaged; it has been moved aside (quarantined) and is named here."""
 
-    def __init__(self, path: Path, detail: str) -> None:
-        super().__init__(f"The history file {path} is damaged ({detail}); it was left untouched.")
+    def __init__(self, path: Path, detail: str, moved_to: Path | None = None) -> None:
+        where = f"; it was moved aside to {moved_to.name}" if moved_to else ""
+        super().__init__(f"The history file {path} is damaged ({detail}){where}.")
         self.path = path
+        self.detail = detail
+        self.moved_to = moved_to
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -63,6 +83,26 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def parse_day_file(path: Path) -> dict[str, dict[str, Any]] | None:
+    """The TinyDB document of a day file, None if it does not exist; HistoryCorrupt if damaged."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except UnicodeDecodeError as e:
+        raise HistoryCorrupt(path, f"not UTF-8 text: {e.reason}") from None
+    except json.JSONDecodeError as e:
+        raise HistoryCorrupt(path, f"invalid JSON at line {e.lineno}, column {e.colno}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise HistoryCorrupt(path, "not a TinyDB database")
+    table = data.get(TABLE, {})
+    if not all(k.isdigit() and isinstance(v, dict) and "index" in v for k, v in table.items()):
+        raise HistoryCorrupt(path, "entries are not history entries")
+    return data
+
+
 class AtomicJSONStorage(Storage):
     """A TinyDB storage that writes atomically and refuses to overwrite a damaged file."""
 
@@ -70,21 +110,7 @@ class AtomicJSONStorage(Storage):
         self.path = Path(path)
 
     def read(self) -> dict[str, dict[str, Any]] | None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except UnicodeDecodeError as e:
-            raise HistoryCorrupt(self.path, f"not UTF-8 text: {e.reason}") from None
-        if not text.strip():
-            return None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise HistoryCorrupt(self.path, f"invalid JSON at line {e.lineno}, column {e.colno}") from None
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            raise HistoryCorrupt(self.path, "not a TinyDB document")
-        return data
+        return parse_day_file(self.path) or None
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         atomic_write_text(self.path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
@@ -138,6 +164,14 @@ class Day:
     entries: list[Entry]
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of history, newest first, and the cursor of the next (older) page if any."""
+
+    days: list[Day]
+    next_cursor: str | None
+
+
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 
@@ -154,29 +188,121 @@ def looks_like_image_response(response: str) -> bool:
     )
 
 
+def _group(entries: list[dict[str, Any]]) -> list[Day]:
+    days: list[Day] = []
+    for raw in entries:
+        if not days or days[-1].date != raw["date"]:
+            days.append(Day(raw["date"], []))
+        days[-1].entries.append(Entry.from_dict(raw))
+    return days
+
+
+def parse_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """`"<date>/<index>"` → (date, index); None for a missing or malformed cursor."""
+    if not cursor:
+        return None
+    date, _, index = cursor.partition("/")
+    if not DATE_RE.match(date) or not index.isdigit():
+        return None
+    return date, int(index)
+
+
 class ChatLog:
-    """The history store. Each method is one short, locked transaction on the history file."""
+    """The history store. Each write is one short, locked transaction on one day's file."""
 
     def __init__(self, data_dir: Path, clock: Callable[[], datetime] | None = None) -> None:
-        self.path = Path(data_dir) / "history.json"
-        self.lock = FileLock(str(self.path) + ".lock", timeout=30)
+        self.root = Path(data_dir) / "history"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(str(self.root / ".lock"), timeout=60)
         self.clock = clock or (lambda: datetime.now().astimezone())
+        self._cache: dict[str, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
+        self._cache_lock = threading.Lock()
 
-    def _db(self) -> TinyDB:
-        return TinyDB(self.path, storage=AtomicJSONStorage)
+    # -- files -------------------------------------------------------------------------------
 
-    def _day_doc(self, table, date: str) -> tuple[int | None, dict[str, Any]]:
-        found = table.get(Query().date == date)
-        if found is None:
-            return None, {"date": date, "next_index": 0, "entries": []}
-        return found.doc_id, dict(found)
+    def _path(self, date: str) -> Path:
+        if not DATE_RE.match(date):
+            raise ValueError(f"{date!r} is not a date (YYYY-MM-DD)")
+        return self.root / f"{date}.json"
+
+    def dates(self) -> list[str]:
+        """Every date with a day file, oldest first."""
+        return sorted(
+            name[:-5] for name in os.listdir(self.root) if name.endswith(".json") and DATE_RE.match(name[:-5])
+        )
+
+    def quarantined(self) -> list[str]:
+        """Names of damaged day files that were moved aside, for the owner to repair."""
+        return sorted(name for name in os.listdir(self.root) if ".json.corrupt-" in name)
+
+    def _quarantine(self, path: Path, error: HistoryCorrupt) -> HistoryCorrupt:
+        """Move a damaged file aside (under the lock, after checking it is still damaged)."""
+        with self.lock:
+            try:
+                parse_day_file(path)
+                return error  # repaired or replaced meanwhile: nothing to move
+            except HistoryCorrupt:
+                pass
+            stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+            target = path.with_name(f"{path.name}.corrupt-{stamp}")
+            try:
+                floor = self._highest_index_in(path)
+                os.replace(path, target)
+            except FileNotFoundError:
+                return error
+            if floor is not None:
+                # Keep the damaged day's permalinks unused: new entries continue after them.
+                self._write_floor(path, floor)
+        moved = HistoryCorrupt(error.path, error.detail, target)
+        log.error("%s The rest of the history keeps working.", moved)
+        return moved
 
     @staticmethod
-    def _save_day(table, doc_id: int | None, doc: dict[str, Any]) -> None:
-        if doc_id is None:
-            table.insert(doc)
-        else:
-            table.update(doc, doc_ids=[doc_id])
+    def _highest_index_in(path: Path) -> int | None:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        found = [int(n) for n in re.findall(r'"index"\s*:\s*(\d+)', text)]
+        found += [int(n) - 1 for n in re.findall(r'"(\d+)"\s*:\s*\{', text)]
+        return max(found) if found else None
+
+    def _write_floor(self, path: Path, index: int) -> None:
+        date = path.name[:-5]
+        marker = Entry(
+            id=uuid.uuid4().hex, date=date, index=index, created_at=f"{date}T00:00:00", kind="code",
+            prompt="", status="failed", error="lost in a damaged file", deleted=True,
+        )  # fmt: skip
+        with TinyDB(path, storage=AtomicJSONStorage) as db:
+            db.table(TABLE).insert(Document(marker.to_dict(), doc_id=index + 1))
+
+    def _read_day(self, date: str) -> list[dict[str, Any]]:
+        """The raw entries of a day in index order (tombstones included), from the cache if fresh."""
+        path = self._path(date)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return []
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._cache_lock:
+            cached = self._cache.get(date)
+        if cached and cached[0] == key:
+            return cached[1]
+        try:
+            data = parse_day_file(path) or {}
+        except HistoryCorrupt as error:
+            self._quarantine(path, error)
+            return self._read_day(date) if path.exists() else []
+        table = data.get(TABLE, {})
+        entries = [table[k] for k in sorted(table, key=int)]
+        with self._cache_lock:
+            self._cache[date] = (key, entries)
+        return entries
+
+    def _db(self, date: str) -> TinyDB:
+        path = self._path(date)
+        try:
+            parse_day_file(path)
+        except HistoryCorrupt as error:
+            self._quarantine(path, error)
+        return TinyDB(path, storage=AtomicJSONStorage)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -186,38 +312,32 @@ class ChatLog:
             raise ValueError(f"kind must be one of {KINDS}")
         now = self.clock()
         date = now.date().isoformat()
-        with self.lock, self._db() as db:
-            table = db.table("days")
-            doc_id, doc = self._day_doc(table, date)
+        with self.lock, self._db(date) as db:
+            table = db.table(TABLE)
+            index = max((doc.doc_id for doc in table.all()), default=0)
             entry = Entry(
                 id=uuid.uuid4().hex,
                 date=date,
-                index=doc["next_index"],
+                index=index,
                 created_at=now.isoformat(timespec="seconds"),
                 kind=kind,
                 prompt=prompt,
                 model=model,
                 demo=demo,
             )
-            doc["entries"] = [*doc["entries"], entry.to_dict()]
-            doc["next_index"] = entry.index + 1
-            self._save_day(table, doc_id, doc)
+            table.insert(Document(entry.to_dict(), doc_id=index + 1))
         return entry
 
     def _update(self, entry: Entry, **changes: Any) -> Entry:
-        with self.lock, self._db() as db:
-            table = db.table("days")
-            doc_id, doc = self._day_doc(table, entry.date)
-            entries = doc["entries"]
-            for i, stored in enumerate(entries):
-                if stored["id"] == entry.id:
-                    stored = {**stored, **changes}
-                    entries[i] = stored
-                    break
-            else:
+        with self.lock, self._db(entry.date) as db:
+            table = db.table(TABLE)
+            stored = table.get(doc_id=entry.index + 1)
+            if stored is None or stored.get("id") != entry.id:
                 raise KeyError(f"entry {entry.id} is not in the history")
-            self._save_day(table, doc_id, doc)
-        return Entry.from_dict(stored)
+            if stored.get("deleted"):
+                return Entry.from_dict(stored)  # deleted while generating: keep it deleted
+            table.update(changes, doc_ids=[entry.index + 1])
+            return Entry.from_dict({**stored, **changes})
 
     def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
         """Record the answer of a pending entry; it is durable when this returns."""
@@ -227,49 +347,103 @@ class ChatLog:
         """Mark a pending entry failed with a human error message; the prompt stays."""
         return self._update(entry, status="failed", error=error)
 
-    # -- reads -------------------------------------------------------------------------------
+    def delete(self, date: str, index: int) -> Entry | None:
+        """Delete one entry, leaving a tombstone; returns what was deleted (None if nothing)."""
+        if not DATE_RE.match(date) or index < 0 or not self._path(date).exists():
+            return None
+        with self.lock, self._db(date) as db:
+            table = db.table(TABLE)
+            stored = table.get(doc_id=index + 1)
+            if stored is None or stored.get("deleted"):
+                return None
+            table.update(self._tombstone(stored), doc_ids=[index + 1])
+        return Entry.from_dict(stored)
 
-    def _all_docs(self) -> list[dict[str, Any]]:
-        with self.lock, self._db() as db:
-            return sorted((dict(d) for d in db.table("days").all()), key=lambda d: d["date"])
+    def delete_day(self, date: str) -> list[Entry]:
+        """Delete every entry of a date (tombstones keep its indexes unused); returns them."""
+        if not DATE_RE.match(date) or not self._path(date).exists():
+            return []
+        with self.lock, self._db(date) as db:
+            table = db.table(TABLE)
+            live = [doc for doc in table.all() if not doc.get("deleted")]
+            for doc in live:
+                table.update(self._tombstone(doc), doc_ids=[doc.doc_id])
+        return [Entry.from_dict(doc) for doc in live]
+
+    @staticmethod
+    def _tombstone(stored: dict[str, Any]) -> dict[str, Any]:
+        # The content goes; only what keeps the permalink meaningful (410, not reused) stays.
+        return {"deleted": True, "prompt": "", "response": "", "error": None, "image_file": None, "usage": {}}
+
+    # -- reads -------------------------------------------------------------------------------
 
     def get(self, date: str, index: int) -> Entry | None:
         """The entry at `/chatlog/<date>/<index>`, a tombstone if deleted, or None if never existed."""
         if not DATE_RE.match(date) or index < 0:
             return None
-        with self.lock, self._db() as db:
-            found = db.table("days").get(Query().date == date)
-        if found is None:
-            return None
-        for stored in found["entries"]:
-            if stored["index"] == index:
-                return Entry.from_dict(stored)
+        for raw in self._read_day(date):
+            if raw["index"] == index:
+                return Entry.from_dict(raw)
         return None
+
+    def iter_entries(
+        self, *, newest_first: bool = True, until: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Raw live entries (no tombstones), a day at a time: only as many days are read as used.
+
+        `until` (newest first only) skips the dates after it without reading them.
+        """
+        dates = self.dates()
+        if until is not None:
+            dates = [d for d in dates if d <= until]
+        for date in reversed(dates) if newest_first else dates:
+            entries = [e for e in self._read_day(date) if not e.get("deleted")]
+            yield from reversed(entries) if newest_first else entries
+
+    def page(self, limit: int, before: str | None = None) -> Page:
+        """Up to `limit` entries, newest first, older than the cursor `before` ("<date>/<index>")."""
+        start = parse_cursor(before)
+        picked: list[dict[str, Any]] = []
+        more = False
+        for raw in self.iter_entries(until=start[0] if start else None):
+            if start and (raw["date"], raw["index"]) >= start:
+                continue
+            if len(picked) == limit:
+                more = True
+                break
+            picked.append(raw)
+        cursor = f"{picked[-1]['date']}/{picked[-1]['index']}" if more and picked else None
+        return Page(_group(picked), cursor)
 
     def days(self, *, newest_first: bool = True, limit: int | None = None) -> list[Day]:
         """Entries grouped by date (deleted ones left out); `limit` caps the number of entries."""
-        docs = self._all_docs()
-        if newest_first:
-            docs.reverse()
-        result: list[Day] = []
-        remaining = limit if limit is not None else float("inf")
-        for doc in docs:
-            if remaining <= 0:
+        picked: list[dict[str, Any]] = []
+        for raw in self.iter_entries(newest_first=newest_first):
+            if limit is not None and len(picked) >= limit:
                 break
-            entries = [Entry.from_dict(e) for e in doc["entries"] if not e.get("deleted")]
-            if newest_first:
-                entries.reverse()
-            entries = entries[: int(min(remaining, len(entries)))]
-            if entries:
-                result.append(Day(doc["date"], entries))
-                remaining -= len(entries)
-        return result
+            picked.append(raw)
+        return _group(picked)
+
+    def search(self, query: str, limit: int = 100) -> list[Entry]:
+        """Entries whose prompt or answer contains `query` (case-insensitive), newest first."""
+        needle = query.casefold().strip()
+        if not needle:
+            return []
+        found: list[Entry] = []
+        for raw in self.iter_entries():
+            if needle in raw["prompt"].casefold() or (
+                raw["kind"] != "image" and needle in raw["response"].casefold()
+            ):
+                found.append(Entry.from_dict(raw))
+                if len(found) >= limit:
+                    break
+        return found
 
     def count(self) -> int:
         """Number of entries (deleted ones left out)."""
-        return sum(1 for doc in self._all_docs() for e in doc["entries"] if not e.get("deleted"))
+        return sum(1 for _ in self.iter_entries())
 
-    # -- seed format -------------------------------------------------------------------------
+    # -- import / export ---------------------------------------------------------------------
 
     def export_seed(self) -> dict[str, list[dict[str, str]]]:
         """The whole history in the seed's `chatlog.json` shape, oldest date first.
@@ -277,26 +451,20 @@ class ChatLog:
         Failed entries carry an `error` field next to the seed's `prompt` and `response`.
         """
         out: dict[str, list[dict[str, str]]] = {}
-        for day in self.days(newest_first=False):
-            rows = []
-            for e in day.entries:
-                row = {"prompt": e.prompt, "response": e.response}
-                if e.status == "failed" and e.error:
-                    row["error"] = e.error
-                rows.append(row)
-            out[day.date] = rows
+        for raw in self.iter_entries(newest_first=False):
+            row = {"prompt": raw["prompt"], "response": raw["response"]}
+            if raw.get("status") == "failed" and raw.get("error"):
+                row["error"] = raw["error"]
+            out.setdefault(raw["date"], []).append(row)
         return out
 
-    def import_seed(
-        self, data: Any, image_file_for: Callable[[str], str | None] = lambda response: None
-    ) -> tuple[int, int]:
-        """Import the seed's `{date: [{prompt, response}]}` format; returns (added, skipped).
+    def export_full(self) -> list[dict[str, Any]]:
+        """Every live entry with all its fields, oldest first."""
+        return [Entry.from_dict(raw).to_dict() for raw in self.iter_entries(newest_first=False)]
 
-        Entries already present (same date, prompt and response) are skipped, so importing the
-        same file twice adds nothing the second time. `image_file_for` maps an image response to
-        a local file name if that image still exists here; seed images that are gone stay
-        readable and are shown as no longer available.
-        """
+    @staticmethod
+    def validate_seed(data: Any) -> None:
+        """Raise ValueError saying what is wrong unless `data` is in the seed's format."""
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object of dates, as the seed's chatlog.json")
         for date, rows in data.items():
@@ -313,38 +481,51 @@ class ChatLog:
                 for r in rows
             ):
                 raise ValueError(f"entries of {date} must be objects with string 'prompt' and 'response'")
+
+    def import_seed(
+        self, data: Any, image_file_for: Callable[[str], str | None] = lambda response: None
+    ) -> tuple[int, int]:
+        """Import the seed's `{date: [{prompt, response}]}` format; returns (added, skipped).
+
+        Entries already present (same date, prompt and response) are skipped, so importing the
+        same file twice adds nothing the second time. `image_file_for` maps an image response to
+        a local file name if that image still exists here; seed images that are gone stay
+        readable and are shown as no longer available. Each date is one write.
+        """
+        self.validate_seed(data)
         added = skipped = 0
-        with self.lock, self._db() as db:
-            table = db.table("days")
+        with self.lock:
             for date in sorted(data):
-                doc_id, doc = self._day_doc(table, date)
-                present = {(e["prompt"], e["response"]) for e in doc["entries"] if not e.get("deleted")}
-                new_entries = list(doc["entries"])
-                for row in data[date]:
-                    prompt, response = row["prompt"], row.get("response", "")
-                    if (prompt, response) in present:
-                        skipped += 1
-                        continue
-                    present.add((prompt, response))
-                    is_image = looks_like_image_response(response)
-                    error = row.get("error") if isinstance(row.get("error"), str) else None
-                    entry = Entry(
-                        id=uuid.uuid4().hex,
-                        date=date,
-                        index=doc["next_index"],
-                        created_at=f"{date}T00:00:00",
-                        kind="image" if is_image else "code",
-                        prompt=prompt,
-                        response=response,
-                        model="imported",
-                        status="failed" if error else "done",
-                        error=error,
-                        image_file=image_file_for(response) if is_image else None,
-                    )
-                    doc["next_index"] += 1
-                    new_entries.append(entry.to_dict())
-                    added += 1
-                doc["entries"] = new_entries
-                if new_entries:
-                    self._save_day(table, doc_id, doc)
+                with self._db(date) as db:
+                    table = db.table(TABLE)
+                    existing = table.all()
+                    present = {(e["prompt"], e["response"]) for e in existing if not e.get("deleted")}
+                    index = max((doc.doc_id for doc in existing), default=0)
+                    new_docs = []
+                    for row in data[date]:
+                        prompt, response = row["prompt"], row.get("response", "")
+                        if (prompt, response) in present:
+                            skipped += 1
+                            continue
+                        present.add((prompt, response))
+                        is_image = looks_like_image_response(response)
+                        error = row.get("error") if isinstance(row.get("error"), str) else None
+                        entry = Entry(
+                            id=uuid.uuid4().hex,
+                            date=date,
+                            index=index,
+                            created_at=f"{date}T00:00:00",
+                            kind="image" if is_image else "code",
+                            prompt=prompt,
+                            response=response,
+                            model="imported",
+                            status="failed" if error else "done",
+                            error=error,
+                            image_file=image_file_for(response) if is_image else None,
+                        )
+                        new_docs.append(Document(entry.to_dict(), doc_id=index + 1))
+                        index += 1
+                    if new_docs:
+                        table.insert_multiple(new_docs)
+                        added += len(new_docs)
         return added, skipped

@@ -140,6 +140,15 @@ class ImageStore:
         path = self.root / name
         return path if path.is_file() else None
 
+    def delete(self, name: str) -> bool:
+        """Remove an entry's image file; False if there was none."""
+        path = self.path(name)
+        if path is None:
+            return False
+        path.unlink(missing_ok=True)
+        log.info("Deleted image %s", name)
+        return True
+
     def name_for_url(self, url: str) -> str | None:
         """For an app image URL (`/images/<name>`) whose file exists, its name (used on import)."""
         if not url.startswith("/images/"):

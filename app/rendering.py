@@ -7,12 +7,13 @@ result against a small allow-list. Only the sanitized output is ever marked safe
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import nh3
+import pygments
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
-from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
@@ -38,7 +39,7 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
         lexer = get_lexer_by_name(name) if name else None
     except ClassNotFound:
         lexer = None
-    body = highlight(code, lexer, _FORMATTER) if lexer else str(escape(code))
+    body = pygments.highlight(code, lexer, _FORMATTER) if lexer else str(escape(code))
     label = f' data-lang="{escape(name)}"' if name else ""
     # Starting with "<pre" tells markdown-it not to wrap the block again.
     return f'<pre class="highlight"{label}><code>{body}</code></pre>\n'
@@ -75,3 +76,34 @@ def pygments_css() -> str:
     light = HtmlFormatter(style="default").get_style_defs(".highlight")
     dark = HtmlFormatter(style="monokai").get_style_defs(".highlight")
     return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+
+
+def highlight_matches(text: str, query: str) -> Markup:
+    """`text` escaped, with each case-insensitive occurrence of `query` wrapped in <mark>."""
+    text = str(text)
+    if not query:
+        return escape(text)
+    parts: list[Markup] = []
+    last = 0
+    for match in re.finditer(re.escape(query), text, flags=re.IGNORECASE):
+        parts.append(escape(text[last : match.start()]))
+        parts.append(Markup("<mark>%s</mark>") % match.group())
+        last = match.end()
+    parts.append(escape(text[last:]))
+    return Markup("").join(parts)
+
+
+def snippet(text: str, query: str, width: int = 160) -> str:
+    """About `width` characters of `text` around the first match of `query`, on one line."""
+    flat = " ".join(str(text).split())
+    at = flat.lower().find(query.lower()) if query else -1
+    if at < 0:
+        return flat[:width] + ("…" if len(flat) > width else "")
+    start = max(0, at - width // 3)
+    end = min(len(flat), start + width)
+    return ("…" if start else "") + flat[start:end] + ("…" if end < len(flat) else "")
+
+
+def quote_markdown(text: str) -> str:
+    """`text` as a Markdown block quote (for the Markdown export)."""
+    return "\n".join("> " + line if line else ">" for line in str(text).splitlines()) or ">"

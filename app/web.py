@@ -6,6 +6,7 @@ JSON from the POST routes and full pages (or JSON when it asks for it) from the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -25,7 +26,10 @@ from flask_htmx import HTMX
 from werkzeug.exceptions import HTTPException
 
 from .generation import GenerationFailed, Generator, PromptError, clean_prompt
-from .history import ChatLog, Entry, HistoryCorrupt
+from .history import DATE_RE, ChatLog, Entry, Page
+
+PAGE_LIMIT = 200  # entries per page of the full history page
+SEARCH_LIMIT = 100
 
 bp = Blueprint("web", __name__)
 htmx = HTMX()
@@ -56,8 +60,8 @@ def read_prompt() -> object:
     return request.form.get("prompt")
 
 
-def _sidebar_days() -> list:
-    return _chatlog().days(limit=current_app.config["SETTINGS"].history_sidebar_limit)
+def _sidebar_page() -> Page:
+    return _chatlog().page(current_app.config["SETTINGS"].history_sidebar_limit)
 
 
 def _generated(kind: str) -> Response:
@@ -84,7 +88,7 @@ def _generated(kind: str) -> Response:
             headers["Retry-After"] = str(math.ceil(failed.error.retry_after))
         if htmx:
             body = render_template(
-                "partials/_generate_response.html", entry=failed.entry, days=_sidebar_days()
+                "partials/_generate_response.html", entry=failed.entry, page=_sidebar_page()
             )
             return make_response(body, 200, headers)
         payload = {
@@ -94,7 +98,7 @@ def _generated(kind: str) -> Response:
         }
         return make_response(jsonify(payload), failed.error.status, headers)
     if htmx:
-        body = render_template("partials/_generate_response.html", entry=entry, days=_sidebar_days())
+        body = render_template("partials/_generate_response.html", entry=entry, page=_sidebar_page())
         return make_response(body, 200, {"HX-Trigger": "generated"})
     field = "code" if kind == "code" else "image_url"
     return jsonify(
@@ -109,7 +113,7 @@ def _generated(kind: str) -> Response:
 
 @bp.get("/")
 def index() -> str:
-    return render_template("index.html", days=_sidebar_days())
+    return render_template("index.html", page=_sidebar_page(), prefill=request.args.get("prompt", ""))
 
 
 @bp.post("/generate_code")
@@ -124,17 +128,69 @@ def generate_image():
 
 @bp.get("/chatlog")
 def chatlog():
+    """The history: all of it as JSON, a search, or a page of days (lazy loaded by htmx)."""
     if wants_json():
         return jsonify(_chatlog().export_seed())
-    days = _chatlog().days()
+    query = request.args.get("q", "").strip()[:200]
+    if query:
+        found = _chatlog().search(query, limit=SEARCH_LIMIT)
+        if htmx:
+            return render_template("partials/_search_results.html", found=found, q=query)
+        return render_template("chatlog.html", found=found, q=query, page=None)
+    limit = current_app.config["SETTINGS"].history_sidebar_limit
+    before = request.args.get("before")
+    if htmx and before:
+        return render_template("partials/_history_page.html", page=_chatlog().page(limit, before))
     if htmx:
-        return render_template("partials/_history_days.html", days=days)
-    return render_template("chatlog.html", days=days)
+        return render_template("partials/_history_list.html", page=_chatlog().page(limit))
+    return render_template("chatlog.html", page=_chatlog().page(PAGE_LIMIT, before), q="", found=None)
 
 
 @bp.get("/chatlog.json")
 def chatlog_json():
     return jsonify(_chatlog().export_seed())
+
+
+@bp.get("/chatlog.full.json")
+def chatlog_full_json():
+    response = jsonify(_chatlog().export_full())
+    response.headers["Content-Disposition"] = "attachment; filename=chatlog.full.json"
+    return response
+
+
+@bp.get("/chatlog.md")
+def chatlog_markdown():
+    body = render_template("chatlog.md", days=_chatlog().days(newest_first=False))
+    return Response(body, mimetype="text/markdown")
+
+
+@bp.post("/chatlog/import")
+def import_chatlog():
+    """Import an uploaded chatlog.json (the seed's format); entries already present are skipped."""
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise ValueError("Choose a chatlog.json file to import.")
+        data = json.loads(upload.read().decode("utf-8"))
+        images = current_app.extensions["images"]
+        added, skipped = _chatlog().import_seed(data, images.name_for_url)
+    except UnicodeDecodeError:
+        return _import_error("The file is not UTF-8 text.")
+    except json.JSONDecodeError as e:
+        return _import_error(f"The file is not valid JSON (line {e.lineno}, column {e.colno}).")
+    except ValueError as e:
+        return _import_error(str(e))
+    message = f"Imported {added} entries, skipped {skipped} already present."
+    if htmx:
+        body = render_template("partials/_notice.html", message=message)
+        return make_response(body, 200, {"HX-Trigger": "history-changed"})
+    return jsonify(imported=added, skipped=skipped)
+
+
+def _import_error(message: str):
+    if htmx:
+        return render_template("partials/_error.html", message=message)
+    return jsonify(error=message), 400
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -169,7 +225,38 @@ def view_entry(date: str, index: int):
         return jsonify(entry_json(entry))
     if htmx:
         return render_template("partials/_entry.html", entry=entry)
-    return render_template("entry.html", entry=entry)
+    return render_template("entry.html", entry=entry, page=_sidebar_page())
+
+
+def _deleted(entries: list[Entry], message: str):
+    """Remove deleted entries' image files and answer: a notice for htmx, JSON otherwise."""
+    images = current_app.extensions["images"]
+    for entry in entries:
+        if entry.image_file:
+            images.delete(entry.image_file)
+    if htmx:
+        body = render_template("partials/_notice.html", message=message)
+        return make_response(body, 200, {"HX-Trigger": "history-changed"})
+    return jsonify(deleted=[e.permalink for e in entries])
+
+
+@bp.delete("/chatlog/<date>/<int:index>")
+def delete_entry(date: str, index: int):
+    existing = _chatlog().get(date, index)
+    if existing is None:
+        abort(404, description=f"There is no history entry {index} on {date}.")
+    deleted = _chatlog().delete(date, index)
+    if deleted is None:
+        abort(410, description="This history entry was already deleted.")
+    return _deleted([deleted], "Entry deleted.")
+
+
+@bp.delete("/chatlog/<date>")
+def delete_day(date: str):
+    deleted = _chatlog().delete_day(date) if DATE_RE.match(date) else []
+    if not deleted:
+        abort(404, description=f"There are no history entries on {date}.")
+    return _deleted(deleted, f"Deleted {len(deleted)} entries of {date}.")
 
 
 @bp.get("/images/<name>")
@@ -181,6 +268,12 @@ def image_file(name: str):
     response = send_file(path, mimetype="image/png", max_age=31_536_000, conditional=True)
     response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
+
+
+@bp.app_context_processor
+def history_warnings() -> dict[str, Any]:
+    """Damaged history files that were moved aside: every page says so until they are dealt with."""
+    return {"quarantined": _chatlog().quarantined()}
 
 
 @bp.get("/healthz")
@@ -202,11 +295,16 @@ def vary_on_htmx(response: Response) -> Response:
 
 
 def error_response(status: int, message: str, title: str):
-    """An error as JSON for API clients, a fragment for htmx, or a full page for browsers."""
+    """An error as JSON for API clients, a fragment for htmx, or a full page for browsers.
+
+    htmx gets its error fragment with status 200 (the status in `X-Error-Status`): the alert
+    is shown in place and the browser logs no failed request.
+    """
     if (request.method != "GET" and not htmx) or wants_json():
         return jsonify(error=message), status
     if htmx:
-        return render_template("partials/_error.html", message=message), status
+        body = render_template("partials/_error.html", message=message)
+        return make_response(body, 200, {"X-Error-Status": str(status)})
     return render_template("error.html", status=status, title=title, message=message), status
 
 
@@ -219,13 +317,3 @@ def http_error(error: HTTPException):
     elif status == 405:
         message = f"{request.method} is not allowed here."
     return error_response(status, message, error.name)
-
-
-@bp.app_errorhandler(HistoryCorrupt)
-def history_corrupt(error: HistoryCorrupt):
-    log.error("%s", error)
-    message = (
-        "The history file is damaged and was left untouched; see app.log. "
-        "New entries cannot be saved until it is repaired."
-    )
-    return error_response(500, message, "History unavailable")

@@ -39,7 +39,9 @@ def chatlog(data_dir: Path, clock: Clock) -> ChatLog:
 
 
 def read_history(data_dir: Path) -> dict:
-    return json.loads((data_dir / "history.json").read_text(encoding="utf-8"))
+    """Every day file of the history, parsed: {file name: TinyDB document}."""
+    root = data_dir / "history"
+    return {path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(root.glob("*.json"))}
 
 
 def stored_entries(data_dir: Path) -> list[dict]:
@@ -62,7 +64,7 @@ def stored_entries(data_dir: Path) -> list[dict]:
 
 
 def tmp_files(directory: Path) -> list[str]:
-    return [name for name in os.listdir(directory) if name.endswith(".tmp")]
+    return [str(path) for path in directory.rglob("*.tmp")]
 
 
 def _append_entries(data_dir: str, worker: int, count: int, barrier) -> None:
@@ -297,7 +299,7 @@ def test_history_file_is_valid_json_after_every_write(chatlog, data_dir, clock):
     ]
     for write in writes:
         write()
-        assert isinstance(read_history(data_dir), dict)
+        assert all(isinstance(doc, dict) for doc in read_history(data_dir).values())
 
     assert len(stored_entries(data_dir)) == 3
 
@@ -315,49 +317,84 @@ def test_writes_leave_no_temporary_files(chatlog, data_dir):
 
 DAMAGED = {
     "garbage": b"GARBAGE \x00\x01\x02 this is not json at all",
-    "truncated": b'{"days": {"1": {"date": "2024-08-30", "next_index": 1, "entries": [{"id": "ab',
-    "not-utf8": '{"days": {"1": {"date": "2024-08-30", "prompt": "Grüße"}}}'.encode("latin-1"),
+    "truncated": b'{"entries": {"1": {"id": "a", "date": "2024-08-30", "index": 0}, '
+    b'"2": {"id": "b", "index": 1, "pro',
+    "not-utf8": '{"entries": {"1": {"date": "2024-08-30", "index": 0, "prompt": "Grüße"}}}'.encode("latin-1"),
+    "not-tinydb": b'["a", "list"]',
 }
 
 
-@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
-def test_begin_on_a_damaged_history_raises_history_corrupt_naming_the_file(chatlog, data_dir, content):
-    path = data_dir / "history.json"
-    path.write_bytes(content)
+def day_file(data_dir: Path, date: str = "2024-08-30") -> Path:
+    return data_dir / "history" / f"{date}.json"
 
-    with pytest.raises(HistoryCorrupt) as raised:
-        chatlog.begin("code", "new prompt", "m")
 
-    assert str(path) in str(raised.value)
-    assert raised.value.path == path
+def quarantined_files(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "history").glob("*.json.corrupt-*"))
 
 
 @pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
-def test_begin_on_a_damaged_history_leaves_the_file_untouched(chatlog, data_dir, content):
-    path = data_dir / "history.json"
-    path.write_bytes(content)
+def test_a_damaged_day_file_is_moved_aside_with_its_bytes_intact(chatlog, data_dir, content):
+    day_file(data_dir).write_bytes(content)
 
-    with pytest.raises(HistoryCorrupt):
-        chatlog.begin("code", "new prompt", "m")
+    chatlog.begin("code", "new prompt", "m")
 
-    assert path.read_bytes() == content
+    [moved] = quarantined_files(data_dir)
+    assert moved.read_bytes() == content
+    assert chatlog.quarantined() == [moved.name]
     assert tmp_files(data_dir) == []
 
 
-def test_reading_a_damaged_history_raises_history_corrupt(chatlog, data_dir):
-    (data_dir / "history.json").write_bytes(DAMAGED["truncated"])
+@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
+def test_after_quarantine_the_day_file_is_valid_json_again(chatlog, data_dir, content):
+    day_file(data_dir).write_bytes(content)
 
-    with pytest.raises(HistoryCorrupt):
+    entry = chatlog.begin("code", "new prompt", "m")
+
+    assert isinstance(json.loads(day_file(data_dir).read_text(encoding="utf-8")), dict)
+    assert chatlog.get(entry.date, entry.index).prompt == "new prompt"
+
+
+def test_new_entries_continue_after_the_highest_index_in_the_damaged_file(chatlog, data_dir):
+    day_file(data_dir).write_bytes(DAMAGED["truncated"])
+
+    entry = chatlog.begin("code", "new prompt", "m")
+
+    # Indexes 0 and 1 are still readable in the damaged file: their permalinks are never reused.
+    assert entry.index == 2
+    assert chatlog.get("2024-08-30", 0) is None
+
+
+def test_a_damaged_day_is_logged_with_its_file_name(chatlog, data_dir, caplog):
+    day_file(data_dir).write_bytes(DAMAGED["garbage"])
+
+    with caplog.at_level("ERROR", logger="app.history"):
         chatlog.days()
 
+    assert str(day_file(data_dir)) in caplog.text
+    assert "damaged" in caplog.text
 
-def test_a_json_file_that_is_not_a_tinydb_document_is_corrupt_and_kept(chatlog, data_dir):
-    path = data_dir / "history.json"
-    path.write_text('["a", "list"]', encoding="utf-8")
 
-    with pytest.raises(HistoryCorrupt):
-        chatlog.begin("code", "new prompt", "m")
-    assert path.read_text(encoding="utf-8") == '["a", "list"]'
+def test_reading_skips_a_damaged_day_and_keeps_the_other_days(chatlog, data_dir, clock):
+    clock.now = DAY_TWO
+    kept = chatlog.begin("code", "on the healthy day", "m")
+    day_file(data_dir).write_bytes(DAMAGED["truncated"])
+
+    days = chatlog.days()
+
+    assert [d.date for d in days] == [kept.date]
+    assert chatlog.get(kept.date, kept.index).prompt == "on the healthy day"
+    assert len(quarantined_files(data_dir)) == 1
+
+
+def test_quarantine_never_moves_a_file_that_was_repaired_meanwhile(chatlog, data_dir):
+    path = day_file(data_dir)
+    chatlog.begin("code", "good", "m")
+    good = path.read_bytes()
+
+    chatlog._quarantine(path, HistoryCorrupt(path, "was damaged a moment ago"))
+
+    assert path.read_bytes() == good
+    assert quarantined_files(data_dir) == []
 
 
 # -- concurrency -------------------------------------------------------------------------------
