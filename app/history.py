@@ -216,6 +216,7 @@ class ChatLog:
         self.lock = FileLock(str(self.root / ".lock"), timeout=60)
         self.clock = clock or (lambda: datetime.now().astimezone())
         self._cache: dict[str, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
+        self._folded: dict[str, tuple[tuple[int, int, int], str]] = {}
         self._cache_lock = threading.Lock()
 
     # -- files -------------------------------------------------------------------------------
@@ -424,19 +425,44 @@ class ChatLog:
             picked.append(raw)
         return _group(picked)
 
+    @staticmethod
+    def _searchable(raw: dict[str, Any]) -> str:
+        if raw.get("deleted"):
+            return ""
+        answer = raw["response"] if raw["kind"] != "image" else ""
+        return f"{raw['prompt']}\x00{answer}".casefold()
+
+    def _folded_day(self, date: str) -> tuple[list[dict[str, Any]], str]:
+        """A day's entries and their casefolded text joined into one string (cached with them).
+
+        One substring scan of this string rules a whole day in or out, so a search over 100,000
+        entries touches only the few days that can match.
+        """
+        entries = self._read_day(date)
+        with self._cache_lock:
+            key = self._cache[date][0] if date in self._cache else None
+            folded = self._folded.get(date)
+        if folded is None or folded[0] != key:
+            folded = (key, "\x01".join(self._searchable(raw) for raw in entries))
+            with self._cache_lock:
+                self._folded[date] = folded
+        return entries, folded[1]
+
     def search(self, query: str, limit: int = 100) -> list[Entry]:
         """Entries whose prompt or answer contains `query` (case-insensitive), newest first."""
         needle = query.casefold().strip()
         if not needle:
             return []
         found: list[Entry] = []
-        for raw in self.iter_entries():
-            if needle in raw["prompt"].casefold() or (
-                raw["kind"] != "image" and needle in raw["response"].casefold()
-            ):
-                found.append(Entry.from_dict(raw))
-                if len(found) >= limit:
-                    break
+        for date in reversed(self.dates()):
+            entries, text = self._folded_day(date)
+            if needle not in text:
+                continue
+            for raw in reversed(entries):
+                if needle in self._searchable(raw):
+                    found.append(Entry.from_dict(raw))
+                    if len(found) >= limit:
+                        return found
         return found
 
     def count(self) -> int:

@@ -24,6 +24,7 @@ import requests
 from werkzeug.serving import make_server
 
 from app import create_app
+from bench import history_bench
 from tests.upstream import FakeUpstream
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -55,11 +56,28 @@ def row(name: str, baseline: str, base: list[float], subject: list[float]) -> tu
     return (name, baseline, f"{bm:.2f}", f"{sm:.2f}", f"{sm / bm:.2f}×", f"{sm - bm:+.2f}")
 
 
+def markdown_table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(str(c) for c in r) + " |" for r in rows),
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=40)
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the table")
+    parser.add_argument(
+        "--history-sizes",
+        type=int,
+        nargs=2,
+        default=(1_000, 100_000),
+        metavar=("SMALL", "LARGE"),
+        help="history sizes for the scale figures (default 1000 100000)",
+    )
     args = parser.parse_args()
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -123,14 +141,14 @@ def main() -> None:
         server.server_close()
     upstream.stop()
 
-    header = ("figure", "baseline", "baseline ms (median)", "app ms (median)", "ratio", "overhead ms")
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
-    table = "\n".join(lines)
+    table = markdown_table(
+        ("figure", "baseline", "baseline ms (median)", "app ms (median)", "ratio", "overhead ms"), rows
+    )
     print(table)
+    scale = markdown_table(
+        ("figure", "measured", "goal", "verdict"), history_bench.run(tuple(args.history_sizes))
+    )
+    print(scale)
     args.output.write_text(
         "# Benchmark results\n\n"
         f"Written by `make bench` on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
@@ -139,7 +157,8 @@ def main() -> None:
         "Each figure is the median time of one request through the app, against a baseline measured "
         "in the same run on the same loopback upstream. The app's overhead includes the durable "
         "history writes (prompt stored before the upstream call, answer after, each fsynced) and, "
-        "for images, Pillow validation and re-encoding.\n\n" + table + "\n",
+        "for images, Pillow validation and re-encoding.\n\n" + table + "\n\n"
+        "## History at scale\n\n" + (history_bench.__doc__ or "").split("\n\n", 1)[1] + "\n" + scale + "\n",
         encoding="utf-8",
     )
 

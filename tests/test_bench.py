@@ -12,13 +12,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_writes_a_table_with_each_figure(tmp_path: Path):
     out = tmp_path / "RESULTS.md"
     subprocess.run(
-        [sys.executable, "-m", "bench", "--rounds", "1", "--per-round", "2", "--output", str(out)],
+        [
+            *(sys.executable, "-m", "bench", "--rounds", "1", "--per-round", "2"),
+            *("--output", str(out), "--history-sizes", "50", "500"),
+        ],
         cwd=ROOT,
         check=True,
         capture_output=True,
         timeout=120,
     )
     text = out.read_text()
-    for figure in ("POST /generate_code (JSON)", "POST /generate_image (JSON, b64 PNG)", "GET / ("):
+    figures = (
+        "POST /generate_code (JSON)",
+        "POST /generate_image (JSON, b64 PNG)",
+        "GET / (",
+        "append (begin + finish) p50, 500 vs 50",
+        "GET / median at 500 entries",
+        "search median at 500 entries",
+        "import of 500 entries",
+    )
+    for figure in figures:
         assert figure in text
     assert "×" in text
