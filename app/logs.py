@@ -54,7 +54,14 @@ class RedactingFilter(logging.Filter):
 
 
 class IsoFormatter(logging.Formatter):
-    """`2026-11-27T06:16:25.123+00:00 INFO [request-id] logger: message`."""
+    """`2026-11-27T06:16:25.123+00:00 INFO [request-id] logger: message`, one line per record.
+
+    Line breaks (in upstream error texts, tracebacks) are escaped, so every line of app.log
+    starts with a timestamp and nothing an upstream sends can forge a log line.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         from datetime import datetime

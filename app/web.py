@@ -77,7 +77,8 @@ def _generated(kind: str) -> Response:
         prompt = clean_prompt(read_prompt(), settings.max_prompt_chars)
     except PromptError as e:
         if htmx:
-            return make_response(render_template("partials/_error.html", message=e.message))
+            body = render_template("partials/_error.html", message=e.message)
+            return make_response(body, 200, {"X-Error-Status": "400"})
         return make_response(jsonify(error=e.message), 400)
     run = generator.generate_code if kind == "code" else generator.generate_image
     try:
@@ -90,6 +91,7 @@ def _generated(kind: str) -> Response:
             body = render_template(
                 "partials/_generate_response.html", entry=failed.entry, page=_sidebar_page()
             )
+            headers["X-Error-Status"] = str(failed.error.status)
             return make_response(body, 200, headers)
         payload = {
             "error": failed.error.message,

@@ -184,3 +184,59 @@ def test_history_link_opens_the_entry_page_which_survives_reload(open_page, demo
         "href", href
     )
     watched.assert_clean()
+
+
+def _import_sample(app, n: int) -> None:
+    rows = [{"prompt": f"sample prompt {i:02d}", "response": f"answer {i:02d}"} for i in range(n)]
+    app.extensions["chatlog"].import_seed({"2024-08-30": rows[: n // 2], "2024-08-31": rows[n // 2 :]})
+
+
+def test_history_loads_older_pages_as_they_scroll_into_view(open_page, make_app):
+    app = make_app(history_sidebar_limit=3)
+    _import_sample(app, 7)
+    watched = open_page(app)
+    page = watched.page
+    links = history(page).get_by_role("link", name=re.compile("sample prompt"))
+    more = page.get_by_role("button", name="Load older entries")
+    for _ in range(10):  # each page loads when its button scrolls into view
+        if more.count() == 0:
+            break
+        page.mouse.wheel(0, 2000)
+        page.wait_for_timeout(100)
+    expect(links).to_have_count(7)
+    names = sorted(links.all_inner_texts())
+    assert names == sorted({n for n in names})  # no entry twice
+    expect(page.get_by_role("button", name="Load older entries")).to_have_count(0)
+    watched.assert_clean()
+
+
+def test_active_search_shows_highlighted_matches_with_a_linkable_url(open_page, demo_app):
+    _import_sample(demo_app, 6)
+    demo_app.extensions["chatlog"].import_seed({"2024-09-01": [{"prompt": "A red Fox", "response": "x"}]})
+    watched = open_page(demo_app)
+    page = watched.page
+    page.get_by_role("link", name="All history").first.click()
+    search = page.get_by_role("searchbox", name="Search prompts and answers")
+    search.type("fox")
+    expect(page.locator("#search-results mark")).to_have_text(["Fox"])
+    expect(page).to_have_url(re.compile(r"/chatlog\?q=fox$"))
+    page.reload()
+    expect(page.get_by_role("link", name="A red Fox")).to_be_visible()
+    expect(page.get_by_role("searchbox", name="Search prompts and answers")).to_have_value("fox")
+    watched.assert_clean()
+
+
+def test_deleting_an_entry_removes_it_from_results_and_history(open_page, demo_app):
+    watched = open_page(demo_app)
+    page = watched.page
+    page.on("dialog", lambda dialog: dialog.accept())
+    prompt = page.get_by_role("textbox", name="Prompt")
+    prompt.fill("Delete me later")
+    prompt.press("Control+Enter")
+    expect(history(page).get_by_role("link", name=re.compile("Delete me later"))).to_be_visible()
+
+    results(page).get_by_role("button", name="Delete").click()
+
+    expect(results(page).get_by_role("status")).to_have_text("Entry deleted.")
+    expect(history(page).get_by_role("link", name=re.compile("Delete me later"))).to_have_count(0)
+    watched.assert_clean()

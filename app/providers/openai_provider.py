@@ -12,6 +12,8 @@ import binascii
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import openai
 
@@ -35,11 +37,27 @@ log = logging.getLogger("app.upstream")
 
 
 def _retry_after(error: openai.APIStatusError) -> float | None:
-    raw = error.response.headers.get("retry-after") if error.response is not None else None
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    headers = error.response.headers if error.response is not None else {}
     try:
-        return max(0.0, float(raw)) if raw is not None else None
+        if (raw_ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(raw_ms) / 1000)
     except ValueError:
+        pass
+    raw = headers.get("retry-after")
+    if raw is None:
         return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _is_refused_connection(error: BaseException) -> bool:
