@@ -64,7 +64,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.extensions["generator"] = Generator(settings, make_provider(settings), chatlog, images)
 
     from . import cli, security, web
-    from .rendering import highlight_matches, quote_markdown, render_markdown, snippet
+    from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
     web.htmx.init_app(app)
     app.register_blueprint(web.bp)
@@ -74,5 +74,6 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.add_template_filter(highlight_matches, "highlight")
     app.add_template_filter(snippet, "snippet")
     app.add_template_filter(quote_markdown, "quote_markdown")
+    app.add_template_filter(code_blocks, "code_blocks")
     app.add_template_global(settings.demo, "demo")
     return app

@@ -41,6 +41,7 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     upstream_timeout: float = 60.0
+    upstream_retries: int = 2
     max_prompt_chars: int = 32_000
     history_sidebar_limit: int = 50
 
@@ -149,6 +150,8 @@ def load_settings(
         kwargs["log_level"] = raw.upper()
     if raw := get("UPSTREAM_TIMEOUT"):
         kwargs["upstream_timeout"] = _float("UPSTREAM_TIMEOUT", raw, 1, 3600)
+    if raw := get("UPSTREAM_RETRIES"):
+        kwargs["upstream_retries"] = _int("UPSTREAM_RETRIES", raw, 0, 5)
     if raw := get("MAX_PROMPT_CHARS"):
         kwargs["max_prompt_chars"] = _int("MAX_PROMPT_CHARS", raw, 1, 1_000_000)
     return Settings(**kwargs)

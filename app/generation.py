@@ -2,24 +2,52 @@
 
 The prompt is stored (pending) before the upstream is called, so a crash or an upstream failure
 never loses what the user typed: the entry is then marked failed with a human message.
+
+`UPSTREAM_TIMEOUT` bounds a whole answer, retries included. A request is retried (with backoff)
+only when that is safe: the upstream failed before sending any of the answer, with a server error
+or a refused connection, and there is time left.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import queue
+import threading
+import time
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
 
 from .config import Settings
 from .history import ChatLog, Entry
 from .images import ImageStore, fetch_image, redact_url
-from .providers import Provider, UpstreamError
+from .models import ModelCatalog
+from .providers import (
+    EmptyAnswer,
+    IncompleteAnswer,
+    Provider,
+    Refused,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    UpstreamUnreachable,
+)
 
 log = logging.getLogger("app.generation")
 
+T = TypeVar("T")
+RETRYABLE = (UpstreamUnavailable, UpstreamUnreachable)
+BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
+CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
+LATE_START = 600.0  # a pending entry older than this is not answered without a new request
+
 
 class PromptError(ValueError):
-    """The prompt is missing, blank or too long; `message` is shown to the user (HTTP 400)."""
+    """The prompt (or model) is missing, blank or too long; `message` is shown to the user (400)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -34,12 +62,22 @@ class GenerationFailed(Exception):
     error: UpstreamError
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of a streamed answer: a `token` (text) or the `final` entry."""
+
+    kind: str
+    text: str = ""
+    entry: Entry | None = None
+
+
 def clean_prompt(raw: object, max_chars: int) -> str:
     """Return the prompt without surrounding blanks, or raise PromptError saying what is wrong."""
     if not isinstance(raw, str) or not raw.strip():
         raise PromptError("Please enter a prompt.")
-    # NUL and other control characters (except newlines and tabs) have no place in a prompt.
-    prompt = "".join(c for c in raw if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
+    # Control characters (except newlines and tabs) and lone surrogates (not encodable, so not
+    # storable) have no place in a prompt.
+    prompt = "".join(c for c in raw if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs")).strip()
     if not prompt:
         raise PromptError("Please enter a prompt.")
     if len(prompt) > max_chars:
@@ -50,24 +88,76 @@ def clean_prompt(raw: object, max_chars: int) -> str:
 class Generator:
     """Ties a provider, the history and the image store together for one app."""
 
-    def __init__(self, settings: Settings, provider: Provider, chatlog: ChatLog, images: ImageStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        provider: Provider,
+        chatlog: ChatLog,
+        images: ImageStore,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self.provider = provider
         self.chatlog = chatlog
         self.images = images
+        self.models = ModelCatalog(provider)
+        self.sleep = sleep
+        self.run_dir = Path(settings.data_dir) / "run"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
 
-    def generate_code(self, prompt: str) -> Entry:
+    # -- helpers -----------------------------------------------------------------------------
+
+    def choose_model(self, requested: object) -> str:
+        """The chat model to use: the requested one if the upstream offers it, else the default."""
+        if requested in (None, ""):
+            return self.provider.chat_model
+        if not isinstance(requested, str) or requested not in self.models.names():
+            raise PromptError("Unknown model. Choose one of the models the upstream offers.")
+        return requested
+
+    def _with_retries(self, call: Callable[[float], T], deadline: float) -> T:
+        """Run `call(timeout)`, retrying safe failures while time remains before `deadline`."""
+        retries = self.settings.upstream_retries
+        for attempt in range(retries + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamTimeout("The upstream did not answer in time. Try again later.")
+            try:
+                return call(remaining)
+            except RETRYABLE as error:
+                wait = BACKOFF_BASE * 3**attempt
+                if attempt == retries or deadline - time.monotonic() <= wait + 1:
+                    raise
+                log.warning("Upstream failed (%s); retrying in %.1f s", error.kind, wait)
+                self.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fail(self, entry: Entry, error: UpstreamError) -> GenerationFailed:
+        return GenerationFailed(self.chatlog.fail(entry, error.message, partial=error.partial), error)
+
+    # -- code / text -------------------------------------------------------------------------
+
+    def start_code(self, prompt: str, model: str | None = None) -> Entry:
+        """Store the prompt as a pending code entry (the first half of a streamed answer)."""
+        return self.chatlog.begin("code", prompt, model or self.provider.chat_model, demo=self.provider.demo)
+
+    def generate_code(self, prompt: str, model: str | None = None) -> Entry:
         """Answer `prompt` with the chat model; raise GenerationFailed after storing the failure."""
-        entry = self.chatlog.begin("code", prompt, self.provider.chat_model, demo=self.provider.demo)
+        entry = self.start_code(prompt, model)
         log.debug("Sende Anfrage an OpenAI API... (chat, model %s, %d characters)", entry.model, len(prompt))
+        deadline = time.monotonic() + self.settings.upstream_timeout
+        messages = [{"role": "user", "content": prompt}]
         try:
-            answer = self.provider.complete([{"role": "user", "content": prompt}])
+            answer = self._with_retries(
+                lambda timeout: self.provider.complete(messages, entry.model, timeout), deadline
+            )
         except UpstreamError as error:
-            raise GenerationFailed(self.chatlog.fail(entry, error.message), error) from None
+            raise self._fail(entry, error) from None
         except Exception:
             log.exception("Chat generation failed unexpectedly")
-            error = UpstreamError("Something went wrong while generating the answer.")
-            raise GenerationFailed(self.chatlog.fail(entry, error.message), error) from None
+            raise self._fail(
+                entry, UpstreamError("Something went wrong while generating the answer.")
+            ) from None
         log.debug(
             "Antwort von OpenAI erhalten: chat answer, model %s, %d characters, usage %s",
             answer.model,
@@ -76,14 +166,145 @@ class Generator:
         )
         return self.chatlog.finish(entry, answer.text, model=answer.model, usage=answer.usage)
 
+    def stop_path(self, entry: Entry) -> Path:
+        return self.run_dir / f"{entry.id}.stop"
+
+    def request_stop(self, entry: Entry) -> None:
+        """Ask the (possibly other) process streaming `entry` to stop; it checks between chunks."""
+        self.stop_path(entry).touch()
+
+    def claim(self, entry: Entry) -> str:
+        """Who streams the pending `entry`: "mine" (the caller, exactly once across processes),
+        "busy" (another request is streaming it), or "stale" (a stream that died with its server,
+        or an entry too old to start answering now without being asked again)."""
+        path = self.run_dir / f"{entry.id}.claim"
+        try:
+            created = datetime.fromisoformat(entry.created_at)
+            age = (datetime.now(created.tzinfo) - created).total_seconds()
+        except ValueError:
+            age = LATE_START + 1
+        if age > LATE_START and not path.exists():
+            return "stale"
+        try:
+            path.open("x").close()
+            return "mine"
+        except FileExistsError:
+            pass
+        try:
+            claimed_for = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return "busy"  # just finished: the caller will see the outcome
+        return "stale" if claimed_for > self.settings.upstream_timeout + CLAIM_GRACE else "busy"
+
+    def abandon(self, entry: Entry) -> Entry:
+        """Mark a stale pending entry failed; its prompt stays, with Retry."""
+        self._release(entry)
+        return self.chatlog.fail(
+            entry, "The answer was interrupted before it finished. Use Retry to ask again."
+        )
+
+    def stream_in_background(self, entry: Entry) -> Iterator[StreamEvent]:
+        """Stream `entry` in a worker thread and pass its events on while the caller listens.
+
+        If the browser goes away (another page, a closed tab), the answer still completes and is
+        stored, so nothing is lost; only Stop (or the deadline) cancels the upstream request.
+        """
+        events: queue.Queue[StreamEvent | None] = queue.Queue()
+
+        def work() -> None:
+            try:
+                for event in self.stream_code(entry):
+                    events.put(event)
+            finally:
+                events.put(None)
+
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(work,), name=f"stream-{entry.id[:8]}", daemon=True).start()
+        deadline = time.monotonic() + self.settings.upstream_timeout + CLAIM_GRACE
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = events.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if event is None:
+                return
+            yield event
+
+    def _release(self, entry: Entry) -> None:
+        for suffix in (".claim", ".stop"):
+            (self.run_dir / f"{entry.id}{suffix}").unlink(missing_ok=True)
+
+    def stream_code(self, entry: Entry) -> Iterator[StreamEvent]:
+        """Stream the answer of a pending entry: `token` events, then exactly one `final` event.
+
+        Whatever happens (answer, upstream fault, Stop, the browser going away), the entry ends
+        up stored as done, failed or stopped, with every piece of text that arrived.
+        """
+        log.debug("Sende Anfrage an OpenAI API... (chat stream, model %s)", entry.model)
+        deadline = time.monotonic() + self.settings.upstream_timeout
+        messages = [{"role": "user", "content": entry.prompt}]
+        parts: list[str] = []
+        usage: dict[str, int] = {}
+        model = entry.model
+        finish_reason: str | None = None
+        outcome: Entry | None = None
+        try:
+            stream = self._with_retries(
+                lambda timeout: self.provider.stream(messages, entry.model, timeout), deadline
+            )
+            for chunk in stream:
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield StreamEvent("token", text=chunk.text)
+                usage = chunk.usage or usage
+                model = chunk.model or model
+                finish_reason = chunk.finish_reason or finish_reason
+                if self.stop_path(entry).exists():
+                    stream.close()
+                    outcome = self.chatlog.stop(entry, "".join(parts), model=model, usage=usage)
+                    break
+                if time.monotonic() > deadline:
+                    stream.close()
+                    raise UpstreamTimeout("The upstream did not finish the answer in time.")
+            if outcome is None:
+                text = "".join(parts)
+                if finish_reason == "content_filter":
+                    raise Refused("The upstream's content filter stopped this answer.")
+                if finish_reason is None:
+                    raise IncompleteAnswer("The upstream connection ended before the answer was complete.")
+                if not text.strip():
+                    raise EmptyAnswer("The upstream returned an empty answer.")
+                log.debug(
+                    "Antwort von OpenAI erhalten: chat stream, model %s, %d characters, usage %s",
+                    model,
+                    len(text),
+                    usage or "n/a",
+                )
+                outcome = self.chatlog.finish(entry, text, model=model, usage=usage)
+        except UpstreamError as error:
+            error.partial = error.partial or "".join(parts)
+            outcome = self.chatlog.fail(entry, error.message, partial=error.partial, usage=usage)
+        except Exception:
+            log.exception("Chat stream failed unexpectedly")
+            outcome = self.chatlog.fail(
+                entry, "Something went wrong while generating the answer.", partial="".join(parts)
+            )
+        self._release(entry)
+        yield StreamEvent("final", entry=outcome)
+
+    # -- images ------------------------------------------------------------------------------
+
     def generate_image(self, prompt: str) -> Entry:
         """Generate, validate and store one image for `prompt` as this entry's own file."""
         entry = self.chatlog.begin("image", prompt, self.provider.image_model, demo=self.provider.demo)
         log.debug(
             "Sende Anfrage an OpenAI API... (image, model %s, size %s)", entry.model, self.settings.image_size
         )
+        deadline = time.monotonic() + self.settings.upstream_timeout
         try:
-            answer = self.provider.generate_image(prompt, self.settings.image_size)
+            answer = self._with_retries(
+                lambda timeout: self.provider.generate_image(prompt, self.settings.image_size), deadline
+            )
             log.debug(
                 "Antwort von OpenAI erhalten: image as %s",
                 "URL" if answer.url else f"{len(answer.data or b'')} bytes",
@@ -91,15 +312,16 @@ class Generator:
             data = answer.data
             if answer.url:
                 log.debug("Bild-URL: %s", redact_url(answer.url))
-                data = fetch_image(answer.url, timeout=self.settings.upstream_timeout)
+                data = fetch_image(answer.url, timeout=max(1.0, deadline - time.monotonic()))
             stored = self.images.save(entry.id, data or b"")
         except UpstreamError as error:
             log.error("Fehler bei der Bildgenerierung: %s", error.message)
-            raise GenerationFailed(self.chatlog.fail(entry, error.message), error) from None
+            raise self._fail(entry, error) from None
         except Exception as e:
             log.exception("Fehler bei der Bildgenerierung: %s", type(e).__name__)
-            error = UpstreamError("Something went wrong while generating the image.")
-            raise GenerationFailed(self.chatlog.fail(entry, error.message), error) from None
+            raise self._fail(
+                entry, UpstreamError("Something went wrong while generating the image.")
+            ) from None
         return self.chatlog.finish(
             entry, self.images.url(stored.name), model=answer.model, image_file=stored.name
         )

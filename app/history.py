@@ -45,7 +45,7 @@ log = logging.getLogger("app.history")
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 KINDS = ("code", "image")
-STATUSES = ("pending", "done", "failed")
+STATUSES = ("pending", "done", "failed", "stopped")
 TABLE = "entries"
 
 
@@ -344,9 +344,14 @@ class ChatLog:
         """Record the answer of a pending entry; it is durable when this returns."""
         return self._update(entry, response=response, status="done", error=None, **extra)
 
-    def fail(self, entry: Entry, error: str) -> Entry:
-        """Mark a pending entry failed with a human error message; the prompt stays."""
-        return self._update(entry, status="failed", error=error)
+    def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
+        """Mark a pending entry failed with a human error message; the prompt stays, and so does
+        any `partial` answer that arrived before the failure."""
+        return self._update(entry, status="failed", error=error, response=partial, **extra)
+
+    def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
+        """Mark a pending entry stopped by the user, keeping the partial answer."""
+        return self._update(entry, status="stopped", error=None, response=partial, **extra)
 
     def delete(self, date: str, index: int) -> Entry | None:
         """Delete one entry, leaving a tombstone; returns what was deleted (None if nothing)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from contextvars import ContextVar
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -21,11 +22,16 @@ log = logging.getLogger(LOGGER_NAME)
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,})")
 
 
+# The id of the request being served; a context variable so work the request hands to a
+# background thread (a streamed answer) logs under the same id.
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+
 class RequestIdFilter(logging.Filter):
     """Adds `request_id` to every record: the current request's id, or '-' outside requests."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        record.request_id = g.get("request_id", "-") if has_request_context() else request_id.get()
         return True
 
 
@@ -104,6 +110,7 @@ def configure_logging(app: Flask, data_dir: Path, level: str, secrets: tuple[str
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if re.fullmatch(r"[A-Za-z0-9._\-]{1,64}", incoming) else uuid.uuid4().hex[:12]
+        request_id.set(g.request_id)
 
     @app.after_request
     def echo_request_id(response):

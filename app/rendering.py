@@ -8,6 +8,7 @@ result against a small allow-list. Only the sanitized output is ever marked safe
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 import nh3
@@ -107,3 +108,36 @@ def snippet(text: str, query: str, width: int = 160) -> str:
 def quote_markdown(text: str) -> str:
     """`text` as a Markdown block quote (for the Markdown export)."""
     return "\n".join("> " + line if line else ">" for line in str(text).splitlines()) or ">"
+
+
+EXTENSIONS = {
+    "python": "py", "py": "py", "javascript": "js", "js": "js", "typescript": "ts", "ts": "ts",
+    "bash": "sh", "sh": "sh", "shell": "sh", "zsh": "sh", "sql": "sql", "html": "html", "css": "css",
+    "json": "json", "yaml": "yaml", "yml": "yaml", "toml": "toml", "go": "go", "rust": "rs", "rs": "rs",
+    "java": "java", "kotlin": "kt", "c": "c", "cpp": "cpp", "c++": "cpp", "csharp": "cs", "cs": "cs",
+    "ruby": "rb", "php": "php", "swift": "swift", "markdown": "md", "md": "md", "xml": "xml",
+    "dockerfile": "Dockerfile", "makefile": "Makefile", "r": "r", "lua": "lua", "perl": "pl",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """A fenced code block of an answer, with a download file name from its language."""
+
+    lang: str
+    code: str
+    filename: str
+
+
+def code_blocks(text: str) -> list[CodeBlock]:
+    """The fenced code blocks of a markdown answer, in order."""
+    blocks = []
+    for token in _parser().parse(text or ""):
+        if token.type != "fence":
+            continue
+        lang = (token.info or "").strip().split()[0].lower() if (token.info or "").strip() else ""
+        ext = EXTENSIONS.get(lang, "txt")
+        n = len(blocks) + 1
+        name = ext if ext in ("Dockerfile", "Makefile") else f"answer-{n}.{ext}"
+        blocks.append(CodeBlock(lang, token.content, name))
+    return blocks

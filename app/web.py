@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from flask import (
@@ -21,15 +23,19 @@ from flask import (
     render_template,
     request,
     send_file,
+    stream_with_context,
 )
 from flask_htmx import HTMX
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from .generation import GenerationFailed, Generator, PromptError, clean_prompt
 from .history import DATE_RE, ChatLog, Entry, Page
+from .rendering import code_blocks
 
 PAGE_LIMIT = 200  # entries per page of the full history page
 SEARCH_LIMIT = 100
+POLL_SECONDS = 0.25
 
 bp = Blueprint("web", __name__)
 htmx = HTMX()
@@ -52,12 +58,12 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def read_prompt() -> object:
-    """The `prompt` from a form field or a JSON body (the seed's jQuery client sends a form)."""
+def read_field(name: str) -> object:
+    """A field from the form or a JSON body (the seed's jQuery client sends a form)."""
     if request.is_json:
         body = request.get_json(silent=True)
-        return body.get("prompt") if isinstance(body, dict) else None
-    return request.form.get("prompt")
+        return body.get(name) if isinstance(body, dict) else None
+    return request.form.get(name)
 
 
 def _sidebar_page() -> Page:
@@ -67,22 +73,27 @@ def _sidebar_page() -> Page:
 def _generated(kind: str) -> Response:
     """Shared body of the two generate routes; `kind` is "code" or "image".
 
-    htmx gets every outcome as a 200 fragment (an error is a visible alert in Results), so the
-    browser logs no failed request; only a stored answer carries `HX-Trigger: generated`, which
-    is what clears the prompt box. Every other client gets the seed's JSON and status codes.
+    htmx gets every outcome as a 200 fragment (an error is a visible alert in Results, status in
+    `X-Error-Status`), so the browser logs no failed request; a stored image answer carries
+    `HX-Trigger: generated`, which clears the prompt box. A code answer for htmx is streamed: the
+    fragment connects to the entry's event stream. Every other client gets the seed's JSON.
     """
     settings = current_app.config["SETTINGS"]
     generator = _generator()
     try:
-        prompt = clean_prompt(read_prompt(), settings.max_prompt_chars)
+        prompt = clean_prompt(read_field("prompt"), settings.max_prompt_chars)
+        model = generator.choose_model(read_field("model")) if kind == "code" else None
     except PromptError as e:
         if htmx:
             body = render_template("partials/_error.html", message=e.message)
             return make_response(body, 200, {"X-Error-Status": "400"})
         return make_response(jsonify(error=e.message), 400)
-    run = generator.generate_code if kind == "code" else generator.generate_image
+    if kind == "code" and htmx:
+        entry = generator.start_code(prompt, model)
+        body = render_template("partials/_stream_start.html", entry=entry, page=_sidebar_page())
+        return make_response(body)
     try:
-        entry = run(prompt)
+        entry = generator.generate_code(prompt, model) if kind == "code" else generator.generate_image(prompt)
     except GenerationFailed as failed:
         headers = {}
         if failed.error.retry_after is not None:
@@ -113,9 +124,84 @@ def _generated(kind: str) -> Response:
     )
 
 
+def sse_event(event: str, html: str) -> str:
+    """One Server-Sent Event whose data lines carry an HTML fragment."""
+    lines = html.split("\n")
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def _pending_entry(date: str, index: int) -> Entry:
+    entry = _chatlog().get(date, index)
+    if entry is None or entry.deleted:
+        abort(404, description=f"There is no history entry {index} on {date}.")
+    return entry
+
+
+@bp.get("/chatlog/<date>/<int:index>/stream")
+def stream_entry(date: str, index: int):
+    """The answer of a pending entry as Server-Sent Events: `token` fragments (escaped text),
+    then `final` (the finished entry, rendered once) and `done`. Reconnecting never asks the
+    upstream twice: a finished or claimed entry just gets its final state."""
+    entry = _pending_entry(date, index)
+    generator = _generator()
+    settings = current_app.config["SETTINGS"]
+
+    def events() -> Iterator[str]:
+        final = entry
+        claim = generator.claim(entry) if entry.status == "pending" else "done"
+        if claim == "mine":
+            for event in generator.stream_in_background(entry):
+                if event.kind == "token":
+                    yield sse_event("token", str(escape(event.text)))
+                else:
+                    final = event.entry
+            final = final if final.status != "pending" else (_chatlog().get(date, index) or final)
+        elif claim == "busy":
+            # Another request streams this entry: wait (bounded) for its outcome.
+            for _ in range(int((settings.upstream_timeout + 10) / POLL_SECONDS)):
+                time.sleep(POLL_SECONDS)
+                final = _chatlog().get(date, index) or entry
+                if final.status != "pending":
+                    break
+        elif claim == "stale":
+            final = generator.abandon(entry)
+        yield sse_event("final", render_template("partials/_entry.html", entry=final, in_results=True))
+        yield sse_event("done", "")
+
+    response = Response(stream_with_context(events()), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+@bp.post("/chatlog/<date>/<int:index>/stop")
+def stop_entry(date: str, index: int):
+    """Stop a streaming answer; the stream keeps the partial text and marks the entry stopped."""
+    entry = _pending_entry(date, index)
+    if entry.status == "pending":
+        _generator().request_stop(entry)
+    if htmx:
+        return Response(status=204)
+    return jsonify(stopping=entry.status == "pending", entry=entry.permalink)
+
+
+@bp.get("/models")
+def models():
+    """The chat models to choose from (the upstream's list, cached; the default first)."""
+    names = _generator().models.names()
+    if htmx:
+        return render_template("partials/_model_options.html", names=names)
+    return jsonify(models=names, default=_generator().provider.chat_model)
+
+
 @bp.get("/")
 def index() -> str:
-    return render_template("index.html", page=_sidebar_page(), prefill=request.args.get("prompt", ""))
+    return render_template(
+        "index.html",
+        page=_sidebar_page(),
+        prefill=request.args.get("prompt", "")[: current_app.config["SETTINGS"].max_prompt_chars],
+        default_model=_generator().provider.chat_model,
+    )
 
 
 @bp.post("/generate_code")
@@ -228,6 +314,19 @@ def view_entry(date: str, index: int):
     if htmx:
         return render_template("partials/_entry.html", entry=entry)
     return render_template("entry.html", entry=entry, page=_sidebar_page())
+
+
+@bp.get("/chatlog/<date>/<int:index>/code/<int:n>")
+def download_code(date: str, index: int, n: int):
+    """The n-th (1-based) code block of an answer as a file named for its language."""
+    entry = _pending_entry(date, index)
+    blocks = code_blocks(entry.response) if entry.kind == "code" else []
+    if not 1 <= n <= len(blocks):
+        abort(404, description="This answer has no such code block.")
+    block = blocks[n - 1]
+    response = Response(block.code, mimetype="text/plain")
+    response.headers["Content-Disposition"] = f'attachment; filename="{block.filename}"'
+    return response
 
 
 def _deleted(entries: list[Entry], message: str):

@@ -38,7 +38,13 @@ def make_app(data_dir: Path) -> Callable[..., Any]:
     """Build an app on the test's DATA_DIR; keyword arguments override settings."""
 
     def factory(**overrides: Any):
-        config: dict[str, Any] = {"data_dir": data_dir, "upstream_timeout": 5.0, "log_level": "DEBUG"}
+        # Retries off unless a test is about them: one scripted fault is then one failure.
+        config: dict[str, Any] = {
+            "data_dir": data_dir,
+            "upstream_timeout": 5.0,
+            "upstream_retries": 0,
+            "log_level": "DEBUG",
+        }
         config.update(overrides)
         app = create_app(config)
         app.config["TESTING"] = True
@@ -99,3 +105,55 @@ def live_server() -> Callable[[Any], LiveServer]:
     yield start
     for server in started:
         server.__exit__(None, None, None)
+
+
+def parse_sse(text: str) -> list[tuple[str, str]]:
+    """Server-Sent Events as (event, data) pairs; multi-line data joined with newlines."""
+    events = []
+    for block in text.split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "data:":
+                data.append("")
+        if data or name != "message":
+            events.append((name, "\n".join(data)))
+    return events
+
+
+class StreamedAnswer:
+    """What a browser sees for an htmx code request: the POST fragment, then the event stream."""
+
+    def __init__(self, post, stream_url: str | None, events: list[tuple[str, str]]) -> None:
+        self.post = post
+        self.stream_url = stream_url
+        self.events = events
+
+    @property
+    def tokens(self) -> list[str]:
+        return [data for name, data in self.events if name == "token"]
+
+    @property
+    def final(self) -> str:
+        """The rendered entry of the `final` event ('' if the stream never got there)."""
+        return next((data for name, data in self.events if name == "final"), "")
+
+    @property
+    def html(self) -> str:
+        """POST fragment and final entry together: all the HTML the page ends up with."""
+        return self.post.get_data(as_text=True) + "\n" + self.final
+
+
+def htmx_generate_code(client, prompt: str, **fields: str) -> StreamedAnswer:
+    """POST /generate_code as htmx, then follow its sse-connect URL to the end of the stream."""
+    import re
+
+    post = client.post("/generate_code", data={"prompt": prompt, **fields}, headers=HX)
+    match = re.search(r'sse-connect="([^"]+)"', post.get_data(as_text=True))
+    if not match:
+        return StreamedAnswer(post, None, [])
+    stream = client.get(match.group(1), headers={"Accept": "text/event-stream"})
+    return StreamedAnswer(post, match.group(1), parse_sse(stream.get_data(as_text=True)))

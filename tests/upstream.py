@@ -39,6 +39,12 @@ class Reply:
     delay: float = 0.0
     drop_after: int | None = None  # send only this many body bytes, then close the connection
     content_type: str = "application/json"
+    # Streaming (for requests with "stream": true): the text pieces to send as chunks.
+    chunks: list[str] | None = None
+    chunk_delay: float = 0.0  # pause before each chunk
+    cut_after: int | None = None  # close after this many chunks, without finish_reason or [DONE]
+    finish_reason: str = "stop"
+    usage: bool = True  # send a usage chunk at the end (as with stream_options.include_usage)
 
 
 def chat_completion(text: str, model: str = "test-chat-model", finish_reason: str = "stop") -> dict:
@@ -58,6 +64,21 @@ def chat_completion(text: str, model: str = "test-chat-model", finish_reason: st
     }
 
 
+def stream_chunk(text: str | None, finish_reason: str | None = None, usage: dict | None = None) -> dict:
+    choices = []
+    if text is not None or finish_reason is not None:
+        delta = {"content": text} if text is not None else {}
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+    return {
+        "id": "chatcmpl-stream",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "test-chat-model",
+        "choices": choices,
+        "usage": usage,
+    }
+
+
 def error_body(message: str, kind: str = "server_error", code: str | None = None) -> dict:
     return {"error": {"message": message, "type": kind, "code": code, "param": None}}
 
@@ -70,6 +91,8 @@ class FakeUpstream:
         self.files: dict[str, tuple[bytes, str]] = {"/files/image.png": (png_bytes(), "image/png")}
         self.image_mode = "url"
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        self.streams_finished = 0  # streams sent to the end
+        self.streams_abandoned = 0  # streams whose client went away before the end
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -140,7 +163,10 @@ class FakeUpstream:
     def _default(self, path: str, body: dict[str, Any] | None) -> Reply:
         if path == "/v1/chat/completions":
             prompt = (body or {}).get("messages", [{}])[-1].get("content", "")
-            return Reply(json=chat_completion(f"Answer to: {prompt}\n\n```python\nprint('hi')\n```"))
+            text = f"Answer to: {prompt}\n\n```python\nprint('hi')\n```"
+            if (body or {}).get("stream"):
+                return Reply(chunks=[text[i : i + 8] for i in range(0, len(text), 8)])
+            return Reply(json=chat_completion(text))
         if path == "/v1/images/generations":
             if self.image_mode == "b64":
                 data = [{"b64_json": base64.b64encode(png_bytes()).decode()}]
@@ -153,6 +179,40 @@ class FakeUpstream:
             data, ctype = self.files[path]
             return Reply(body=data, content_type=ctype)
         return Reply(status=404, json=error_body("not found", "invalid_request_error"))
+
+    def _stream(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        """Send `reply.chunks` as an OpenAI-style SSE stream (chunked, one event per chunk)."""
+
+        def send(data: str) -> None:
+            payload = f"data: {data}\n\n".encode()
+            handler.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            handler.wfile.flush()
+
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            for n, text in enumerate(reply.chunks or []):
+                if reply.cut_after is not None and n >= reply.cut_after:
+                    handler.close_connection = True
+                    handler.connection.shutdown(2)
+                    return
+                if reply.chunk_delay:
+                    time.sleep(reply.chunk_delay)
+                send(json.dumps(stream_chunk(text)))
+            send(json.dumps(stream_chunk(None, finish_reason=reply.finish_reason)))
+            if reply.usage:
+                usage = {"prompt_tokens": 5, "completion_tokens": len(reply.chunks or []), "total_tokens": 0}
+                send(json.dumps(stream_chunk(None, usage=usage)))
+            send("[DONE]")
+            handler.wfile.write(b"0\r\n\r\n")
+            handler.wfile.flush()
+            with self._lock:
+                self.streams_finished += 1
+        except (BrokenPipeError, ConnectionResetError):
+            with self._lock:
+                self.streams_abandoned += 1
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         path = handler.path.split("?", 1)[0]
@@ -169,6 +229,9 @@ class FakeUpstream:
         reply = self._next_scripted(path) or self._default(path, body)
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.chunks is not None and reply.status == 200:
+            self._stream(handler, reply)
+            return
         payload = reply.body if reply.body is not None else json.dumps(reply.json).encode()
         try:
             handler.send_response(reply.status)

@@ -5,6 +5,7 @@ Routes and services talk to a :class:`Provider`; only `openai_provider` imports 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +29,24 @@ class ImageAnswer:
     data: bytes | None = None
     url: str | None = None
     revised_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """A piece of a streamed answer: text, and on the last chunks the finish reason and usage."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    model: str | None = None
+
+
+class TextStream(Protocol):
+    """A running streamed answer: iterate for chunks; `close()` (from any thread) cancels it."""
+
+    def __iter__(self) -> Iterator[StreamChunk]: ...
+
+    def close(self) -> None: ...
 
 
 class UpstreamError(Exception):
@@ -88,11 +107,17 @@ class Provider(Protocol):
     chat_model: str
     image_model: str
 
-    def complete(self, messages: list[dict[str, str]]) -> TextAnswer:
+    def complete(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextAnswer:
         """Answer a chat given as OpenAI-style `messages` (oldest first, the new prompt last)."""
+
+    def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextStream:
+        """Start a streamed answer; raises UpstreamError if the upstream refuses to start."""
 
     def generate_image(self, prompt: str, size: str) -> ImageAnswer:
         """Generate one image for `prompt` at `size` ("WxH")."""
+
+    def list_models(self) -> list[str]:
+        """The chat models the upstream offers (may raise UpstreamError)."""
 
 
 def make_provider(settings: Settings) -> Provider:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import textwrap
+import threading
+from collections.abc import Iterator
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import Settings
-from . import ImageAnswer, TextAnswer
+from . import ImageAnswer, StreamChunk, TextAnswer
 
 _SNIPPETS: dict[str, tuple[tuple[str, ...], str, str]] = {
     # language: (keywords that select it, fence tag, snippet template)
@@ -115,6 +118,28 @@ def demo_image(prompt: str, size: str = "512x512") -> bytes:
     return out.getvalue()
 
 
+class DemoStream:
+    """The demo answer in small pieces with a short pause between them, so streaming shows."""
+
+    delay = 0.01
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        pieces = re.findall(r"\S+\s*|\s+", self.text)
+        for piece in pieces:
+            if self._closed.wait(self.delay):
+                return
+            yield StreamChunk(text=piece, model="demo")
+        words = len(pieces)
+        yield StreamChunk(finish_reason="stop", usage={"prompt_tokens": 0, "completion_tokens": words})
+
+
 class DemoProvider:
     """Answers offline, deterministically; the UI labels everything it makes as demo output."""
 
@@ -124,9 +149,15 @@ class DemoProvider:
         self.chat_model = "demo"
         self.image_model = "demo"
 
-    def complete(self, messages: list[dict[str, str]]) -> TextAnswer:
+    def complete(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextAnswer:
         prompt = messages[-1]["content"]
         return TextAnswer(text=demo_answer(prompt), model="demo")
+
+    def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> DemoStream:
+        return DemoStream(demo_answer(messages[-1]["content"]))
+
+    def list_models(self) -> list[str]:
+        return ["demo"]
 
     def generate_image(self, prompt: str, size: str) -> ImageAnswer:
         return ImageAnswer(model="demo", data=demo_image(prompt, size))

@@ -26,6 +26,7 @@ from . import (
     IncompleteAnswer,
     RateLimited,
     Refused,
+    StreamChunk,
     TextAnswer,
     UpstreamError,
     UpstreamTimeout,
@@ -132,6 +133,65 @@ def translate_errors(what: str) -> Iterator[None]:
         raise UpstreamError("The upstream request failed.") from None
 
 
+class OpenAIStream:
+    """Chunks of a streamed completion, with the client's errors translated.
+
+    A connection that ends before the upstream said why it finished is an interrupted answer,
+    whether the client raised (connection reset) or the stream simply stopped (closed early).
+    """
+
+    def __init__(self, stream: openai.Stream) -> None:
+        self._stream = stream
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        self._stream.close()
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        try:
+            for chunk in self._stream:
+                usage = None
+                if chunk.usage is not None:
+                    usage = {
+                        "prompt_tokens": chunk.usage.prompt_tokens,
+                        "completion_tokens": chunk.usage.completion_tokens,
+                    }
+                if not chunk.choices:
+                    if usage:
+                        yield StreamChunk(usage=usage, model=chunk.model)
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                if delta is not None and getattr(delta, "refusal", None):
+                    raise Refused("The upstream declined to answer this prompt.")
+                text = (delta.content or "") if delta is not None else ""
+                yield StreamChunk(
+                    text=text, finish_reason=choice.finish_reason, usage=usage, model=chunk.model
+                )
+        except UpstreamError:
+            raise
+        except openai.APIError as e:
+            if self._closed:
+                return
+            log.error("Chat stream failed mid-answer: %s", e)
+            raise IncompleteAnswer(
+                "The upstream connection was interrupted before the answer was complete."
+            ) from None
+        except Exception as e:  # the HTTP layer's own errors: reset, protocol, read timeout
+            if self._closed:
+                return
+            if "timeout" in type(e).__name__.lower():
+                log.error("Chat stream timed out mid-answer")
+                raise UpstreamTimeout(
+                    "The upstream stopped sending before the answer was complete."
+                ) from None
+            log.error("Chat stream interrupted: %s: %s", type(e).__name__, e)
+            raise IncompleteAnswer(
+                "The upstream connection was interrupted before the answer was complete."
+            ) from None
+
+
 class OpenAIProvider:
     """Chat completions and image generation through the official client."""
 
@@ -149,10 +209,10 @@ class OpenAIProvider:
             max_retries=0,
         )
 
-    def complete(self, messages: list[dict[str, str]]) -> TextAnswer:
+    def complete(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextAnswer:
         """One non-streaming chat completion."""
         with translate_errors("Chat completion"):
-            completion = self.client.chat.completions.create(model=self.chat_model, messages=messages)
+            completion = self.client.chat.completions.create(model=model, messages=messages, timeout=timeout)
         if not completion.choices:
             raise EmptyAnswer("The upstream returned no answer.")
         choice = completion.choices[0]
@@ -169,7 +229,25 @@ class OpenAIProvider:
                 "prompt_tokens": completion.usage.prompt_tokens,
                 "completion_tokens": completion.usage.completion_tokens,
             }
-        return TextAnswer(text=text, model=completion.model or self.chat_model, usage=usage)
+        return TextAnswer(text=text, model=completion.model or model, usage=usage)
+
+    def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> OpenAIStream:
+        """Start a streamed chat completion, asking for usage in the last chunk."""
+        with translate_errors("Chat stream"):
+            stream = self.client.chat.completions.create(
+                model=model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                timeout=timeout,
+            )
+        return OpenAIStream(stream)
+
+    def list_models(self) -> list[str]:
+        """Model ids from the upstream's /models, sorted."""
+        with translate_errors("Model list"):
+            page = self.client.models.list(timeout=10)
+        return sorted({m.id for m in page.data if getattr(m, "id", None)})
 
     def generate_image(self, prompt: str, size: str) -> ImageAnswer:
         """One image; the answer carries either decoded `b64_json` bytes or the URL to fetch."""

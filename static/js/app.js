@@ -31,9 +31,17 @@
       return;
     }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.key === "Escape" && event.target === field) {
-      field.blur();
-      return;
+    if (event.key === "Escape" && !(dialog() && dialog().open)) {
+      var stop = document.querySelector(".streaming .stop-button");
+      if (stop) {
+        event.preventDefault();
+        stop.click();
+        return;
+      }
+      if (event.target === field) {
+        field.blur();
+        return;
+      }
     }
     if (isTextField(event.target) || (dialog() && dialog().open)) return;
     if (event.key === "/" && field) {
@@ -54,11 +62,51 @@
     return elt && (elt.id === "generate-code" || elt.id === "generate-image");
   }
 
+  // The prompt of the running code request: cleared from the box once its answer is stored,
+  // unless the user has typed something else meanwhile.
+  var submitted = null;
+
   // While a generation runs the Results region is busy; a finished one leaves nothing busy.
   document.addEventListener("htmx:beforeRequest", function (event) {
     if (!isGenerateRequest(event)) return;
+    var field = prompt();
+    submitted = field ? field.value : null;
     var results = document.getElementById("results");
     if (results) results.setAttribute("aria-busy", "true");
+  });
+
+  function addCopyButtons(root) {
+    if (!root.querySelectorAll || !navigator.clipboard) return;
+    root.querySelectorAll(".markdown pre").forEach(function (pre) {
+      if (pre.querySelector(".copy-code")) return;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "copy-code secondary";
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy code");
+      pre.appendChild(button);
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest(".copy-code");
+    if (!button) return;
+    var code = button.parentElement.querySelector("code");
+    navigator.clipboard.writeText(code ? code.textContent : "").then(function () {
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    });
+  });
+
+  // New content: copy buttons for code blocks; a finished streamed answer clears the prompt.
+  document.addEventListener("htmx:load", function (event) {
+    var elt = event.detail.elt;
+    addCopyButtons(elt);
+    if (elt.matches && elt.matches("article.entry.status-done") && submitted !== null) {
+      var field = prompt();
+      if (field && field.value === submitted) field.value = "";
+      submitted = null;
+    }
   });
 
   document.addEventListener("htmx:afterRequest", function (event) {
@@ -74,6 +122,7 @@
   document.addEventListener("generated", function () {
     var field = prompt();
     if (field) field.value = "";
+    submitted = null;
   });
   // The server itself could not be reached (offline, restarted): say so, keep the prompt.
   document.addEventListener("htmx:sendError", function (event) {
