@@ -60,22 +60,26 @@ class HistoryCorrupt(RuntimeError):
         self.moved_to = moved_to
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     """Replace `path` with `text` so that readers see either the old or the new file, never half.
 
     The temporary file lives in the same directory (rename is atomic only within a file system)
-    and has a `.tmp` suffix, so no half-written `*.json` ever exists.
+    and has a `.tmp` suffix, so no half-written `*.json` ever exists. `durable` adds the fsyncs
+    that make the new content survive a power cut, not just a crash of the process.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -89,8 +93,11 @@ def parse_day_file(path: Path) -> dict[str, dict[str, Any]] | None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    if not raw.strip():
+        # Our writes never leave an empty file: this one was truncated by a crash of the disk.
+        raise HistoryCorrupt(path, "empty file")
     try:
-        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise HistoryCorrupt(path, f"not UTF-8 text: {e.reason}") from None
     except json.JSONDecodeError as e:
@@ -103,17 +110,28 @@ def parse_day_file(path: Path) -> dict[str, dict[str, Any]] | None:
     return data
 
 
-class AtomicJSONStorage(Storage):
-    """A TinyDB storage that writes atomically and refuses to overwrite a damaged file."""
+_UNREAD = object()
 
-    def __init__(self, path: str | os.PathLike) -> None:
+
+class AtomicJSONStorage(Storage):
+    """A TinyDB storage that writes atomically and refuses to overwrite a damaged file.
+
+    One instance serves one locked transaction, so it parses the file at most once (or takes
+    the caller's already parsed `data`) and then keeps what it last read or wrote.
+    """
+
+    def __init__(self, path: str | os.PathLike, data: Any = _UNREAD) -> None:
         self.path = Path(path)
+        self._data = data
 
     def read(self) -> dict[str, dict[str, Any]] | None:
-        return parse_day_file(self.path) or None
+        if self._data is _UNREAD:
+            self._data = parse_day_file(self.path)
+        return self._data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         atomic_write_text(self.path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        self._data = data
 
     def close(self) -> None:
         pass
@@ -214,6 +232,7 @@ class ChatLog:
         self.root = Path(data_dir) / "history"
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock = FileLock(str(self.root / ".lock"), timeout=60)
+        self.seq_path = self.root / "sequence.json"
         self.clock = clock or (lambda: datetime.now().astimezone())
         self._cache: dict[str, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
         self._folded: dict[str, tuple[tuple[int, int, int], str]] = {}
@@ -247,13 +266,13 @@ class ChatLog:
             stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
             target = path.with_name(f"{path.name}.corrupt-{stamp}")
             try:
-                floor = self._highest_index_in(path)
+                highest = self._highest_index_in(path)
                 os.replace(path, target)
             except FileNotFoundError:
                 return error
-            if floor is not None:
+            if highest is not None:
                 # Keep the damaged day's permalinks unused: new entries continue after them.
-                self._write_floor(path, floor)
+                self._advance_sequence(path.name[:-5], highest + 1)
         moved = HistoryCorrupt(error.path, error.detail, target)
         log.error("%s The rest of the history keeps working.", moved)
         return moved
@@ -265,14 +284,26 @@ class ChatLog:
         found += [int(n) - 1 for n in re.findall(r'"(\d+)"\s*:\s*\{', text)]
         return max(found) if found else None
 
-    def _write_floor(self, path: Path, index: int) -> None:
-        date = path.name[:-5]
-        marker = Entry(
-            id=uuid.uuid4().hex, date=date, index=index, created_at=f"{date}T00:00:00", kind="code",
-            prompt="", status="failed", error="lost in a damaged file", deleted=True,
-        )  # fmt: skip
-        with TinyDB(path, storage=AtomicJSONStorage) as db:
-            db.table(TABLE).insert(Document(marker.to_dict(), doc_id=index + 1))
+    # The next index of each date, kept beside the day files so a day file lost to damage
+    # cannot hand out its permalinks again. Written atomically under the lock but without
+    # fsync: it matters only when a day file is destroyed, and the day file itself is durable.
+
+    def _sequence(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.seq_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _advance_sequence(self, date: str, next_index: int) -> None:
+        seq = self._sequence()
+        if seq.get(date, 0) >= next_index:
+            return
+        seq[date] = next_index
+        atomic_write_text(self.seq_path, json.dumps(seq, sort_keys=True), durable=False)
+
+    def _next_index(self, table, date: str) -> int:
+        return max(max((doc.doc_id for doc in table.all()), default=0), int(self._sequence().get(date, 0)))
 
     def _read_day(self, date: str) -> list[dict[str, Any]]:
         """The raw entries of a day in index order (tombstones included), from the cache if fresh."""
@@ -298,12 +329,14 @@ class ChatLog:
         return entries
 
     def _db(self, date: str) -> TinyDB:
+        """The day's database for one locked transaction (a damaged file is moved aside first)."""
         path = self._path(date)
         try:
-            parse_day_file(path)
+            data = parse_day_file(path)
         except HistoryCorrupt as error:
             self._quarantine(path, error)
-        return TinyDB(path, storage=AtomicJSONStorage)
+            data = None
+        return TinyDB(path, storage=AtomicJSONStorage, data=data)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -315,7 +348,7 @@ class ChatLog:
         date = now.date().isoformat()
         with self.lock, self._db(date) as db:
             table = db.table(TABLE)
-            index = max((doc.doc_id for doc in table.all()), default=0)
+            index = self._next_index(table, date)
             entry = Entry(
                 id=uuid.uuid4().hex,
                 date=date,
@@ -327,6 +360,7 @@ class ChatLog:
                 demo=demo,
             )
             table.insert(Document(entry.to_dict(), doc_id=index + 1))
+            self._advance_sequence(date, index + 1)
         return entry
 
     def _update(self, entry: Entry, **changes: Any) -> Entry:
@@ -531,7 +565,7 @@ class ChatLog:
                     table = db.table(TABLE)
                     existing = table.all()
                     present = {(e["prompt"], e["response"]) for e in existing if not e.get("deleted")}
-                    index = max((doc.doc_id for doc in existing), default=0)
+                    index = self._next_index(table, date)
                     new_docs = []
                     for row in data[date]:
                         prompt, response = row["prompt"], row.get("response", "")
@@ -558,5 +592,6 @@ class ChatLog:
                         index += 1
                     if new_docs:
                         table.insert_multiple(new_docs)
+                        self._advance_sequence(date, index)
                         added += len(new_docs)
         return added, skipped

@@ -487,3 +487,24 @@ def test_atomic_write_text_keeps_the_old_content_when_fsync_fails(tmp_path, monk
 
     assert path.read_text(encoding="utf-8") == '{"old": true}'
     assert tmp_files(tmp_path) == []
+
+
+def test_an_empty_day_file_is_damage_and_its_indexes_are_not_reused(chatlog, data_dir):
+    first = chatlog.begin("code", "first", "m")
+    day_file(data_dir).write_bytes(b"")
+
+    second = chatlog.begin("code", "second", "m")
+
+    assert second.index == first.index + 1
+    assert len(quarantined_files(data_dir)) == 1
+
+
+def test_a_destroyed_day_file_never_hands_out_its_indexes_again(chatlog, data_dir):
+    for n in range(3):
+        chatlog.begin("code", f"lost {n}", "m")
+    day_file(data_dir).write_bytes(b"\x00\xff nothing readable at all")
+
+    entry = chatlog.begin("code", "after the damage", "m")
+
+    assert entry.index == 3
+    assert chatlog.get("2024-08-30", 0) is None
