@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test lint format bench browser clean help
+.PHONY: run serve test lint format bench browser clean help
 
 help:
 	@echo "make run    - install into .venv and start the app on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
+	@echo "make serve  - the same with gunicorn (production settings in gunicorn.conf.py)"
 	@echo "make test   - install test tools (and Debian's chromium), lint, run every test"
 	@echo "make bench  - run the benchmarks and write bench/RESULTS.md"
 	@echo "make format - format the code with ruff"
@@ -26,6 +27,10 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 
 run: $(VENV)/.runtime
 	$(PY) -m app
+
+# Production: gunicorn with threaded workers for streams (gunicorn.conf.py); HOST/PORT as for run.
+serve: $(VENV)/.runtime
+	$(BIN)/gunicorn --config gunicorn.conf.py
 
 # Browser tests use Debian's chromium; Playwright's own browser download does not work here.
 browser:

@@ -47,6 +47,7 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 KINDS = ("code", "image")
 STATUSES = ("pending", "done", "failed", "stopped")
 TABLE = "entries"
+SEQUENCE_BLOCK = 16
 
 
 class HistoryCorrupt(RuntimeError):
@@ -129,8 +130,11 @@ class AtomicJSONStorage(Storage):
             self._data = parse_day_file(self.path)
         return self._data
 
+    durable = True
+
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        atomic_write_text(self.path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        atomic_write_text(self.path, text, durable=self.durable)
         self._data = data
 
     def close(self) -> None:
@@ -302,8 +306,17 @@ class ChatLog:
         seq[date] = next_index
         atomic_write_text(self.seq_path, json.dumps(seq, sort_keys=True), durable=False)
 
+    def _reserve_sequence(self, date: str, index: int) -> None:
+        """Record that indexes up to a block boundary past `index` may be in use (one write per
+        SEQUENCE_BLOCK appends): a lost day then continues after the block, never inside it."""
+        if index % SEQUENCE_BLOCK == 0:
+            self._advance_sequence(date, index + SEQUENCE_BLOCK)
+
     def _next_index(self, table, date: str) -> int:
-        return max(max((doc.doc_id for doc in table.all()), default=0), int(self._sequence().get(date, 0)))
+        """The next index of a day: after its last entry, or, for a day whose file was lost to
+        damage (an empty table), after everything the sequence says may have existed."""
+        last = max((doc.doc_id for doc in table.all()), default=0)
+        return last if last else int(self._sequence().get(date, 0))
 
     def _read_day(self, date: str) -> list[dict[str, Any]]:
         """The raw entries of a day in index order (tombstones included), from the cache if fresh."""
@@ -328,7 +341,7 @@ class ChatLog:
             self._cache[date] = (key, entries)
         return entries
 
-    def _db(self, date: str) -> TinyDB:
+    def _db(self, date: str, *, durable: bool = True) -> TinyDB:
         """The day's database for one locked transaction (a damaged file is moved aside first)."""
         path = self._path(date)
         try:
@@ -336,7 +349,9 @@ class ChatLog:
         except HistoryCorrupt as error:
             self._quarantine(path, error)
             data = None
-        return TinyDB(path, storage=AtomicJSONStorage, data=data)
+        db = TinyDB(path, storage=AtomicJSONStorage, data=data)
+        db.storage.durable = durable
+        return db
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -346,7 +361,9 @@ class ChatLog:
             raise ValueError(f"kind must be one of {KINDS}")
         now = self.clock()
         date = now.date().isoformat()
-        with self.lock, self._db(date) as db:
+        # The pending prompt is written atomically (a crash of the process never loses or tears
+        # it) but not fsynced: nothing is acknowledged yet, and finish() makes the day durable.
+        with self.lock, self._db(date, durable=False) as db:
             table = db.table(TABLE)
             index = self._next_index(table, date)
             entry = Entry(
@@ -360,7 +377,7 @@ class ChatLog:
                 demo=demo,
             )
             table.insert(Document(entry.to_dict(), doc_id=index + 1))
-            self._advance_sequence(date, index + 1)
+            self._reserve_sequence(date, index)
         return entry
 
     def _update(self, entry: Entry, **changes: Any) -> Entry:

@@ -24,7 +24,7 @@ import requests
 from werkzeug.serving import make_server
 
 from app import create_app
-from bench import history_bench
+from bench import history_bench, stream_bench
 from tests.upstream import FakeUpstream
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=40)
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the table")
+    parser.add_argument("--users", type=int, default=64, help="concurrent streaming users")
     parser.add_argument(
         "--history-sizes",
         type=int,
@@ -145,10 +146,13 @@ def main() -> None:
         ("figure", "baseline", "baseline ms (median)", "app ms (median)", "ratio", "overhead ms"), rows
     )
     print(table)
+    columns = ("figure", "measured", "goal", "verdict")
     scale = markdown_table(
         ("figure", "measured", "goal", "verdict"), history_bench.run(tuple(args.history_sizes))
     )
     print(scale)
+    streaming = markdown_table(columns, stream_bench.run(samples=args.per_round, users=args.users))
+    print(streaming)
     args.output.write_text(
         "# Benchmark results\n\n"
         f"Written by `make bench` on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
@@ -158,7 +162,12 @@ def main() -> None:
         "in the same run on the same loopback upstream. The app's overhead includes the durable "
         "history writes (prompt stored before the upstream call, answer after, each fsynced) and, "
         "for images, Pillow validation and re-encoding.\n\n" + table + "\n\n"
-        "## History at scale\n\n" + (history_bench.__doc__ or "").split("\n\n", 1)[1] + "\n" + scale + "\n",
+        "## History at scale\n\n" + (history_bench.__doc__ or "").split("\n\n", 1)[1] + "\n" + scale + "\n\n"
+        "## Streaming and the production server\n\n"
+        + (stream_bench.__doc__ or "").split("\n\n", 1)[1]
+        + "\n"
+        + streaming
+        + "\n",
         encoding="utf-8",
     )
 

@@ -14,12 +14,12 @@ def test_bench_writes_a_table_with_each_figure(tmp_path: Path):
     subprocess.run(
         [
             *(sys.executable, "-m", "bench", "--rounds", "1", "--per-round", "2"),
-            *("--output", str(out), "--history-sizes", "50", "500"),
+            *("--output", str(out), "--history-sizes", "50", "500", "--users", "4"),
         ],
         cwd=ROOT,
         check=True,
         capture_output=True,
-        timeout=120,
+        timeout=240,
     )
     text = out.read_text()
     figures = (
@@ -30,6 +30,9 @@ def test_bench_writes_a_table_with_each_figure(tmp_path: Path):
         "GET / median at 500 entries",
         "search median at 500 entries",
         "import of 500 entries",
+        "time to first token, app vs openai client",
+        "POST /generate_code (JSON, non-streaming) p50",
+        "4 concurrent streams on the production config",
     )
     for figure in figures:
         assert figure in text

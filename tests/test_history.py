@@ -495,7 +495,7 @@ def test_an_empty_day_file_is_damage_and_its_indexes_are_not_reused(chatlog, dat
 
     second = chatlog.begin("code", "second", "m")
 
-    assert second.index == first.index + 1
+    assert second.index > first.index
     assert len(quarantined_files(data_dir)) == 1
 
 
@@ -506,5 +506,5 @@ def test_a_destroyed_day_file_never_hands_out_its_indexes_again(chatlog, data_di
 
     entry = chatlog.begin("code", "after the damage", "m")
 
-    assert entry.index == 3
+    assert entry.index > 2  # 0, 1 and 2 were handed out before the file was lost
     assert chatlog.get("2024-08-30", 0) is None

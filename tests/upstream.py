@@ -93,6 +93,8 @@ class FakeUpstream:
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.streams_finished = 0  # streams sent to the end
         self.streams_abandoned = 0  # streams whose client went away before the end
+        self.streams_active = 0
+        self.streams_peak = 0  # most streams open at once
         self._lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -142,7 +144,12 @@ class FakeUpstream:
             def do_POST(self) -> None:
                 upstream._handle(self, "POST")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that hangs up (the app stopping a stream, a test ending) is expected.
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         # A short poll interval makes stop() quick; tests start many of these.
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
@@ -188,6 +195,9 @@ class FakeUpstream:
             handler.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
             handler.wfile.flush()
 
+        with self._lock:
+            self.streams_active += 1
+            self.streams_peak = max(self.streams_peak, self.streams_active)
         try:
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
@@ -213,6 +223,9 @@ class FakeUpstream:
         except (BrokenPipeError, ConnectionResetError):
             with self._lock:
                 self.streams_abandoned += 1
+        finally:
+            with self._lock:
+                self.streams_active -= 1
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         path = handler.path.split("?", 1)[0]

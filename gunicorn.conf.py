@@ -1,0 +1,34 @@
+"""Production server settings for `make serve` (gunicorn), suited to streamed answers.
+
+Streams hold a connection for the whole answer, so workers are threaded (gthread): each of
+WEB_WORKERS processes serves WEB_THREADS requests at once — 2 × 40 by default on a 2-core
+machine: 64 concurrent streams with threads to spare for page loads and new prompts. All
+workers share one DATA_DIR (locked, atomic history writes).
+HOST and PORT come from the environment or `.env`, like `make run`.
+"""
+
+import os
+
+from dotenv import dotenv_values
+
+_env = {**dotenv_values(".env"), **os.environ}
+
+bind = f"{_env.get('HOST') or '127.0.0.1'}:{_env.get('PORT') or '8000'}"
+workers = int(_env.get("WEB_WORKERS") or 2)
+worker_class = "gthread"
+threads = int(_env.get("WEB_THREADS") or 40)
+# A worker that stops answering its master for this long is restarted (gthread workers keep
+# notifying while threads stream, so a long answer does not trip it).
+timeout = 120
+# On SIGTERM, finish in-flight requests (and their history writes) for up to this long.
+graceful_timeout = 30
+keepalive = 5
+# Limits on request lines and headers; bodies are capped by the app (MAX_CONTENT_LENGTH).
+limit_request_line = 8190
+limit_request_fields = 100
+accesslog = "-"
+errorlog = "-"
+loglevel = (_env.get("LOG_LEVEL") or "info").lower()
+# Behind a reverse proxy, set FORWARDED_ALLOW_IPS to the proxy's address (see README).
+forwarded_allow_ips = _env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
+wsgi_app = "app:create_app()"
