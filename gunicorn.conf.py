@@ -32,3 +32,13 @@ loglevel = (_env.get("LOG_LEVEL") or "info").lower()
 # Behind a reverse proxy, set FORWARDED_ALLOW_IPS to the proxy's address (see README).
 forwarded_allow_ips = _env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 wsgi_app = "app:create_app()"
+
+
+def worker_exit(server, worker):
+    """On shutdown, let answers still streaming into the history finish before the worker ends."""
+    app = getattr(worker, "wsgi", None)
+    generator = getattr(app, "extensions", {}).get("generator") if app is not None else None
+    if generator is not None:
+        left = generator.drain(timeout=graceful_timeout)
+        if left:
+            server.log.warning("%d answers were still streaming at shutdown", left)

@@ -27,6 +27,12 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     else:
         settings = load_settings()
 
+    if not settings.loopback and not settings.app_password and not settings.allow_unauthenticated:
+        raise ConfigError(
+            f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
+            "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
+            "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it."
+        )
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -63,13 +69,20 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.extensions["images"] = images
     app.extensions["generator"] = Generator(settings, make_provider(settings), chatlog, images)
 
-    from . import cli, security, web
+    from . import auth, cli, security, web
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
     web.htmx.init_app(app)
     app.register_blueprint(web.bp)
-    security.init_app(app)
+    auth.init_app(app)
+    security.init_app(app, settings)
     cli.init_app(app)
+    if settings.proxy_fix:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Trust X-Forwarded-For/-Proto/-Host from this many proxies in front of the app.
+        n = settings.proxy_fix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(highlight_matches, "highlight")
     app.add_template_filter(snippet, "snippet")

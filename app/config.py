@@ -44,6 +44,22 @@ class Settings:
     upstream_retries: int = 2
     max_prompt_chars: int = 32_000
     history_sidebar_limit: int = 50
+    allow_unauthenticated: bool = False
+    rate_limit: str = "30 per minute"
+    login_rate_limit: str = "5 per minute"
+    ratelimit_storage_uri: str = field(default="memory://", repr=False)
+    daily_request_cap: int = 0
+    proxy_fix: int = 0
+
+    @property
+    def loopback(self) -> bool:
+        """True when HOST only accepts connections from this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def demo(self) -> bool:
@@ -81,6 +97,23 @@ def _float(name: str, raw: str, lo: float, hi: float) -> float:
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}")
     return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
+
+
+_RATE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$", re.IGNORECASE)
+
+
+def _rate(name: str, raw: str) -> str:
+    if not all(_RATE.match(part.strip()) for part in raw.split(";")):
+        raise ConfigError(f"{name} must be a rate such as '30 per minute' or '5/second', got {raw!r}")
+    return raw
 
 
 def _base_url(raw: str) -> str:
@@ -152,6 +185,21 @@ def load_settings(
         kwargs["upstream_timeout"] = _float("UPSTREAM_TIMEOUT", raw, 1, 3600)
     if raw := get("UPSTREAM_RETRIES"):
         kwargs["upstream_retries"] = _int("UPSTREAM_RETRIES", raw, 0, 5)
+    if raw := get("ALLOW_UNAUTHENTICATED"):
+        kwargs["allow_unauthenticated"] = _bool("ALLOW_UNAUTHENTICATED", raw)
+    for name, key in (("RATE_LIMIT", "rate_limit"), ("LOGIN_RATE_LIMIT", "login_rate_limit")):
+        if raw := get(name):
+            kwargs[key] = _rate(name, raw)
+    if raw := get("RATELIMIT_STORAGE_URI"):
+        if "://" not in raw:
+            raise ConfigError(
+                f"RATELIMIT_STORAGE_URI must be a URI such as redis://localhost:6379, got {raw!r}"
+            )
+        kwargs["ratelimit_storage_uri"] = raw
+    if raw := get("DAILY_REQUEST_CAP"):
+        kwargs["daily_request_cap"] = _int("DAILY_REQUEST_CAP", raw, 0, 10_000_000)
+    if raw := get("PROXY_FIX"):
+        kwargs["proxy_fix"] = _int("PROXY_FIX", raw, 0, 5)
     if raw := get("MAX_PROMPT_CHARS"):
         kwargs["max_prompt_chars"] = _int("MAX_PROMPT_CHARS", raw, 1, 1_000_000)
     return Settings(**kwargs)

@@ -46,6 +46,16 @@ CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request
 
 
+class DailyCapReached(Exception):
+    """DAILY_REQUEST_CAP generations were made today; `message` says so (HTTP 429)."""
+
+    def __init__(self, cap: int) -> None:
+        self.message = (
+            f"The daily limit of {cap} generations is reached. It resets at midnight (server time)."
+        )
+        super().__init__(self.message)
+
+
 class PromptError(ValueError):
     """The prompt (or model) is missing, blank or too long; `message` is shown to the user (400)."""
 
@@ -104,8 +114,29 @@ class Generator:
         self.sleep = sleep
         self.run_dir = Path(settings.data_dir) / "run"
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._workers: set[threading.Thread] = set()
+        self._workers_lock = threading.Lock()
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def check_daily_cap(self) -> None:
+        """Raise DailyCapReached when DAILY_REQUEST_CAP is set and today's entries reach it.
+
+        Counted from the shared history, so the cap holds across workers and processes.
+        """
+        cap = self.settings.daily_request_cap
+        if cap and self.chatlog.count_on(self.chatlog.today()) >= cap:
+            raise DailyCapReached(cap)
+
+    def drain(self, timeout: float) -> int:
+        """Wait (up to `timeout` s) for streamed answers still being written; returns how many
+        are left. Called on shutdown so in-flight answers are stored before the process ends."""
+        deadline = time.monotonic() + timeout
+        with self._workers_lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return sum(1 for worker in workers if worker.is_alive())
 
     def choose_model(self, requested: object) -> str:
         """The chat model to use: the requested one if the upstream offers it, else the default."""
@@ -219,7 +250,12 @@ class Generator:
                 events.put(None)
 
         context = contextvars.copy_context()
-        threading.Thread(target=context.run, args=(work,), name=f"stream-{entry.id[:8]}", daemon=True).start()
+        worker = threading.Thread(
+            target=context.run, args=(work,), name=f"stream-{entry.id[:8]}", daemon=True
+        )
+        with self._workers_lock:
+            self._workers = {w for w in self._workers if w.is_alive()} | {worker}
+        worker.start()
         deadline = time.monotonic() + self.settings.upstream_timeout + CLAIM_GRACE
         while (remaining := deadline - time.monotonic()) > 0:
             try:

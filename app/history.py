@@ -521,6 +521,14 @@ class ChatLog:
                         return found
         return found
 
+    def today(self) -> str:
+        """Today's date by the store's clock (the server's local date)."""
+        return self.clock().date().isoformat()
+
+    def count_on(self, date: str) -> int:
+        """Entries created on `date`, deleted ones included (they were generated all the same)."""
+        return len(self._read_day(date)) if DATE_RE.match(date) else 0
+
     def count(self) -> int:
         """Number of entries (deleted ones left out)."""
         return sum(1 for _ in self.iter_entries())

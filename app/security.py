@@ -1,8 +1,20 @@
-"""HTTP security headers on every response (headers, not meta tags, as the design requires)."""
+"""HTTP security headers on every response (headers, not meta tags) and per-client rate limits.
+
+Rate limits use flask-limiter. Its storage (`RATELIMIT_STORAGE_URI`) defaults to memory, which is
+per process: with several gunicorn workers or servers, point it at a shared store (e.g.
+`redis://127.0.0.1:6379`) so the limits hold across all of them.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+
 from flask import Flask, Response
+from flask_limiter import HeaderNames, Limiter
+from flask_limiter.util import get_remote_address
+
+from .config import Settings
 
 CSP = "; ".join(
     [
@@ -12,6 +24,8 @@ CSP = "; ".join(
         "img-src 'self' data:",
         "connect-src 'self'",
         "font-src 'self'",
+        "manifest-src 'self'",
+        "worker-src 'self'",
         "object-src 'none'",
         "base-uri 'self'",
         "form-action 'self'",
@@ -28,10 +42,48 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+# Views (by endpoint) and which rate-limit setting applies to them.
+LIMITED = {
+    "web.generate_code": "rate_limit",
+    "web.generate_image": "rate_limit",
+    "auth.login": "login_rate_limit",
+}
 
-def init_app(app: Flask) -> None:
+
+def init_app(app: Flask, settings: Settings) -> Limiter:
+    """Add the security headers and the rate limits to `app`; returns its limiter."""
+
     @app.after_request
     def add_security_headers(response: Response) -> Response:
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         return response
+
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        storage_uri=settings.ratelimit_storage_uri,
+        headers_enabled=True,
+        # The limiter would stamp Retry-After on every response; keep that header for real 429s
+        # (ours, and the upstream's wait passed on), and give the limiter's its own name.
+        header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
+        strategy="moving-window",
+        key_prefix="chat",
+    )
+    for endpoint, setting in LIMITED.items():
+        # The limiter checks decorated limits in the wrapper it returns, so it must replace the view.
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limiter.limit(getattr(settings, setting), methods=["POST"])(view)
+    app.extensions["app_limiter"] = limiter
+    return limiter
+
+
+def limit_retry_after() -> int | None:
+    """Seconds until the rate limit just exceeded frees up again (for the 429's Retry-After)."""
+    from flask import current_app
+
+    limiter: Limiter | None = current_app.extensions.get("app_limiter")
+    current = limiter.current_limit if limiter else None
+    if current is None:
+        return None
+    return max(1, math.ceil(current.reset_at - time.time()))

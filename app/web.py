@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,9 +30,10 @@ from flask_htmx import HTMX
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from .generation import GenerationFailed, Generator, PromptError, clean_prompt
+from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
 from .history import DATE_RE, ChatLog, Entry, Page
 from .rendering import code_blocks
+from .security import limit_retry_after
 
 PAGE_LIMIT = 200  # entries per page of the full history page
 SEARCH_LIMIT = 100
@@ -83,11 +85,13 @@ def _generated(kind: str) -> Response:
     try:
         prompt = clean_prompt(read_field("prompt"), settings.max_prompt_chars)
         model = generator.choose_model(read_field("model")) if kind == "code" else None
-    except PromptError as e:
+        generator.check_daily_cap()
+    except (PromptError, DailyCapReached) as e:
+        status = 429 if isinstance(e, DailyCapReached) else 400
         if htmx:
             body = render_template("partials/_error.html", message=e.message)
-            return make_response(body, 200, {"X-Error-Status": "400"})
-        return make_response(jsonify(error=e.message), 400)
+            return make_response(body, 200, {"X-Error-Status": str(status)})
+        return make_response(jsonify(error=e.message), status)
     if kind == "code" and htmx:
         entry = generator.start_code(prompt, model)
         body = render_template("partials/_stream_start.html", entry=entry, page=_sidebar_page())
@@ -379,7 +383,28 @@ def history_warnings() -> dict[str, Any]:
 
 @bp.get("/healthz")
 def healthz():
+    """Alive: the process serves requests."""
     return jsonify(status="ok", demo=_generator().provider.demo)
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready: the history store is writable and an upstream (or the demo) is configured."""
+    store = _chatlog().root
+    try:
+        probe = store / f".readyz-{uuid.uuid4().hex}.tmp"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+        store_ok = True
+    except OSError:
+        store_ok = False
+    provider = _generator().provider
+    body = {
+        "ready": store_ok,
+        "store": "writable" if store_ok else "not writable",
+        "upstream": "demo" if provider.demo else "configured",
+    }
+    return jsonify(body), 200 if store_ok else 503
 
 
 @bp.after_app_request
@@ -415,6 +440,14 @@ def http_error(error: HTTPException):
     message = error.description or error.name
     if status == 413:
         message = "The request is too large."
+    elif status == 429:
+        wait = limit_retry_after()
+        when = f"in {wait} seconds" if wait else "in a moment"
+        message = f"Too many requests (the limit is {error.description}). Please try again {when}."
+        response = make_response(error_response(status, message, error.name))
+        if wait:
+            response.headers["Retry-After"] = str(wait)
+        return response
     elif status == 405:
         message = f"{request.method} is not allowed here."
     return error_response(status, message, error.name)

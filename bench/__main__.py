@@ -90,6 +90,7 @@ def main() -> None:
                 "data_dir": Path(tmp),
                 "openai_api_key": KEY,
                 "openai_base_url": upstream.url,
+                "rate_limit": "100000 per minute",
                 "log_level": "WARNING",
             }
         )

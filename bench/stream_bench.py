@@ -50,6 +50,7 @@ class Gunicorn:
             "OPENAI_API_KEY": KEY,
             "OPENAI_BASE_URL": upstream_url,
             "LOG_LEVEL": "WARNING",
+            "RATE_LIMIT": "100000 per minute",  # the load comes from one address: 127.0.0.1
         }
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self.proc = subprocess.Popen(

@@ -43,6 +43,7 @@ def make_app(data_dir: Path) -> Callable[..., Any]:
             "data_dir": data_dir,
             "upstream_timeout": 5.0,
             "upstream_retries": 0,
+            "rate_limit": "10000 per minute",  # tests of the limit itself set their own
             "log_level": "DEBUG",
         }
         config.update(overrides)

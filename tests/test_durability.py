@@ -185,6 +185,7 @@ class AppProcess:
             HOST="127.0.0.1",
             OPENAI_API_KEY="",  # blank, so a stray .env cannot supply a key either: demo mode
             LOG_LEVEL="WARNING",
+            RATE_LIMIT="100000 per minute",  # every client here is 127.0.0.1
             PYTHONUNBUFFERED="1",
         )
         self.url = f"http://127.0.0.1:{port}"
