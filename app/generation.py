@@ -22,8 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from . import image_options
 from .config import Settings
 from .history import ChatLog, Entry
+from .image_options import ImageOptions
 from .images import ImageStore, fetch_image, redact_url
 from .models import ModelCatalog
 from .providers import (
@@ -330,16 +332,26 @@ class Generator:
 
     # -- images ------------------------------------------------------------------------------
 
-    def generate_image(self, prompt: str) -> Entry:
+    def image_options(
+        self, size: object = None, quality: object = None, style: object = None
+    ) -> ImageOptions:
+        """Validate requested image options for the image model; PromptError says what is wrong."""
+        try:
+            return image_options.choose(
+                self.provider.image_model, self.settings.image_size, size, quality, style
+            )
+        except ValueError as e:
+            raise PromptError(str(e)) from None
+
+    def generate_image(self, prompt: str, options: ImageOptions | None = None) -> Entry:
         """Generate, validate and store one image for `prompt` as this entry's own file."""
+        options = options or self.image_options()
         entry = self.chatlog.begin("image", prompt, self.provider.image_model, demo=self.provider.demo)
-        log.debug(
-            "Sende Anfrage an OpenAI API... (image, model %s, size %s)", entry.model, self.settings.image_size
-        )
+        log.debug("Sende Anfrage an OpenAI API... (image, model %s, %s)", entry.model, options.as_dict())
         deadline = time.monotonic() + self.settings.upstream_timeout
         try:
             answer = self._with_retries(
-                lambda timeout: self.provider.generate_image(prompt, self.settings.image_size), deadline
+                lambda timeout: self.provider.generate_image(prompt, options), deadline
             )
             log.debug(
                 "Antwort von OpenAI erhalten: image as %s",
@@ -348,7 +360,11 @@ class Generator:
             data = answer.data
             if answer.url:
                 log.debug("Bild-URL: %s", redact_url(answer.url))
-                data = fetch_image(answer.url, timeout=max(1.0, deadline - time.monotonic()))
+                data = fetch_image(
+                    answer.url,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                    trusted_upstream=self.settings.openai_base_url,
+                )
             stored = self.images.save(entry.id, data or b"")
         except UpstreamError as error:
             log.error("Fehler bei der Bildgenerierung: %s", error.message)
@@ -359,5 +375,10 @@ class Generator:
                 entry, UpstreamError("Something went wrong while generating the image.")
             ) from None
         return self.chatlog.finish(
-            entry, self.images.url(stored.name), model=answer.model, image_file=stored.name
+            entry,
+            self.images.url(stored.name),
+            model=answer.model,
+            image_file=stored.name,
+            options=options.as_dict(),
+            dimensions=[stored.width, stored.height],
         )

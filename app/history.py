@@ -158,6 +158,8 @@ class Entry:
     demo: bool = False
     image_file: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    dimensions: list[int] = field(default_factory=list)
     deleted: bool = False
 
     @property
@@ -168,6 +170,13 @@ class Entry:
     def image_url(self) -> str | None:
         """The same-origin URL of this entry's image, or None when it has none (any more)."""
         return self.response if self.kind == "image" and self.image_file else None
+
+    @property
+    def thumb_url(self) -> str | None:
+        """The thumbnail's URL (images stored before thumbnails existed have none)."""
+        if not self.image_url or not self.image_file:
+            return None
+        return "/images/" + self.image_file.removesuffix(".png") + ".thumb.webp"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
@@ -471,6 +480,22 @@ class ChatLog:
             picked.append(raw)
         cursor = f"{picked[-1]['date']}/{picked[-1]['index']}" if more and picked else None
         return Page(_group(picked), cursor)
+
+    def images_page(self, limit: int, before: str | None = None) -> tuple[list[Entry], str | None]:
+        """Up to `limit` image entries that still have their image, newest first, older than the
+        cursor `before`; and the cursor of the next page, if any."""
+        start = parse_cursor(before)
+        picked: list[Entry] = []
+        for raw in self.iter_entries(until=start[0] if start else None):
+            if start and (raw["date"], raw["index"]) >= start:
+                continue
+            if raw["kind"] != "image" or not raw.get("image_file"):
+                continue
+            if len(picked) == limit:
+                last = picked[-1]
+                return picked, f"{last.date}/{last.index}"
+            picked.append(Entry.from_dict(raw))
+        return picked, None
 
     def days(self, *, newest_first: bool = True, limit: int | None = None) -> list[Day]:
         """Entries grouped by date (deleted ones left out); `limit` caps the number of entries."""

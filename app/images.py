@@ -1,20 +1,28 @@
-"""Image files: fetch an upstream URL, validate with Pillow, store one re-encoded file per entry.
+"""Image files: fetch an upstream URL safely, validate with Pillow, store one file per entry.
 
-Files live in `DATA_DIR/images/<entry id>.png` (never one shared file that each image overwrites)
-and are served same-origin at `/images/<name>`. Only this module touches image bytes.
+Each entry's image is re-encoded (which drops all metadata) to `DATA_DIR/images/<entry id>.png`,
+with a small WebP thumbnail `<entry id>.thumb.webp` for the history and the gallery; both are
+served same-origin at `/images/<name>` and never overwritten. Only this module touches image bytes.
+
+Fetching an upstream's image URL is the one place where the server requests a URL it was handed,
+so it is careful: http(s) only, a timeout, a size cap checked while streaming, an image content
+type, at most three redirects (each checked again), and no request to a private, loopback or
+link-local address unless it is the configured upstream's own host and port.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
 import os
 import re
+import socket
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
@@ -26,7 +34,9 @@ log = logging.getLogger("app.images")
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # above any size the image APIs produce; stops decompression bombs
 MAX_REDIRECTS = 3
-NAME_RE = re.compile(r"^[0-9a-f]{32}\.png$")
+THUMB_SIZE = 256
+NAME_RE = re.compile(r"^[0-9a-f]{32}\.(png|thumb\.webp)$")
+IMAGE_TYPES = {"png": "image/png", "thumb.webp": "image/webp"}
 
 # Pillow raises DecompressionBombError above twice this and warns above it (made an error below).
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -34,9 +44,10 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 @dataclass(frozen=True)
 class StoredImage:
-    """A saved image: its file name under the image directory and its pixel size."""
+    """A saved image: its file names under the image directory and its pixel size."""
 
     name: str
+    thumb: str
     width: int
     height: int
 
@@ -47,38 +58,82 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def fetch_image(url: str, timeout: float, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
-    """Download an image URL with a timeout, a size cap checked while streaming, and few redirects."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise BadImage("The upstream returned an image URL that is not http(s).")
-    session = requests.Session()
-    session.max_redirects = MAX_REDIRECTS
+def _host_port(url: str) -> tuple[str, int] | None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
     try:
-        with session.get(url, timeout=timeout, stream=True) as response:
-            if response.status_code != 200:
-                raise BadImage(f"Downloading the image failed ({response.status_code}).")
-            ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
-                raise BadImage("The upstream's image URL did not return an image.")
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise BadImage("The upstream's image is too large.")
-            chunks, total = [], 0
-            for chunk in response.iter_content(64 * 1024):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise BadImage("The upstream's image is too large.")
-                chunks.append(chunk)
-            return b"".join(chunks)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return parts.hostname.lower(), port
+
+
+def _check_address(url: str, trusted: tuple[str, int] | None) -> None:
+    """Refuse URLs that are not http(s) or that resolve to a non-public address (unless trusted)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadImage("The upstream returned an image URL that is not http(s).")
+    target = _host_port(url)
+    if target is None:
+        raise BadImage("The upstream returned an invalid image URL.")
+    if trusted is not None and target == trusted:
+        return
+    try:
+        infos = socket.getaddrinfo(target[0], target[1], type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise BadImage("The image URL's host could not be found.") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global or address.is_multicast:
+            log.warning("Refused to fetch an image from a non-public address: %s", target[0])
+            raise BadImage("The image URL points at a private or local address; it was not fetched.")
+
+
+def fetch_image(
+    url: str, timeout: float, max_bytes: int = MAX_DOWNLOAD_BYTES, trusted_upstream: str | None = None
+) -> bytes:
+    """Download an image URL (see the module docstring for the rules); raise BadImage/UpstreamTimeout.
+
+    `trusted_upstream` is the configured OPENAI_BASE_URL: its own host and port may be private
+    (a local model server), nothing else may.
+    """
+    trusted = _host_port(trusted_upstream) if trusted_upstream else None
+    session = requests.Session()
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            _check_address(url, trusted)
+            with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("Location", ""))
+                    continue
+                return _read_image_body(response, max_bytes)
+        raise BadImage("The image URL redirected too often.")
     except requests.Timeout:
         raise UpstreamTimeout("Downloading the generated image timed out.") from None
-    except requests.TooManyRedirects:
-        raise BadImage("The image URL redirected too often.") from None
     except requests.RequestException as e:
         log.error("Image download failed: %s", type(e).__name__)
         raise BadImage("The generated image could not be downloaded.") from None
     finally:
         session.close()
+
+
+def _read_image_body(response: requests.Response, max_bytes: int) -> bytes:
+    if response.status_code != 200:
+        raise BadImage(f"Downloading the image failed ({response.status_code}).")
+    ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
+        raise BadImage("The upstream's image URL did not return an image.")
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise BadImage("The upstream's image is too large.")
+    chunks, total = [], 0
+    for chunk in response.iter_content(64 * 1024):
+        total += len(chunk)
+        if total > max_bytes:
+            raise BadImage("The upstream's image is too large.")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def decode_image(data: bytes) -> Image.Image:
@@ -103,35 +158,50 @@ def decode_image(data: bytes) -> Image.Image:
     return image
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_image(image: Image.Image) -> tuple[bytes, bytes]:
+    """The image re-encoded as PNG (no metadata) and a WebP thumbnail of at most THUMB_SIZE px."""
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    original = io.BytesIO()
+    image.save(original, format="PNG")
+    thumb = image.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
+    small = io.BytesIO()
+    thumb.save(small, format="WEBP", quality=80, method=4)
+    return original.getvalue(), small.getvalue()
+
+
 class ImageStore:
-    """Validated PNG files, one per entry, in `DATA_DIR/images`."""
+    """Validated PNG files and their thumbnails, one pair per entry, in `DATA_DIR/images`."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "images"
         self.root.mkdir(parents=True, exist_ok=True)
 
     def save(self, entry_id: str, data: bytes) -> StoredImage:
-        """Validate `data`, strip metadata by re-encoding, and write `<entry_id>.png` atomically."""
+        """Validate `data`, re-encode it and write `<entry_id>.png` and its thumbnail atomically."""
         image = decode_image(data)
-        if image.mode not in ("RGB", "RGBA", "L", "LA"):
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        name = f"{entry_id}.png"
+        name, thumb = f"{entry_id}.png", f"{entry_id}.thumb.webp"
         if not NAME_RE.match(name):
             raise ValueError("entry ids are 32 hex digits")
-        out = io.BytesIO()
-        image.save(out, format="PNG", optimize=False)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(out.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.root / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        original, small = encode_image(image)
+        _write_atomically(self.root / thumb, small)
+        _write_atomically(self.root / name, original)
         log.debug("Bild gespeichert unter: %s", self.root / name)
-        return StoredImage(name=name, width=image.width, height=image.height)
+        return StoredImage(name=name, thumb=thumb, width=image.width, height=image.height)
 
     def path(self, name: str) -> Path | None:
         """The file for a served name, or None for anything that is not one of ours."""
@@ -140,12 +210,22 @@ class ImageStore:
         path = self.root / name
         return path if path.is_file() else None
 
+    @staticmethod
+    def content_type(name: str) -> str:
+        return IMAGE_TYPES[name.split(".", 1)[1]]
+
+    def thumb_for(self, name: str) -> str:
+        """The thumbnail's name for an image, or the image itself when it has none (older files)."""
+        thumb = name.removesuffix(".png") + ".thumb.webp"
+        return thumb if self.path(thumb) else name
+
     def delete(self, name: str) -> bool:
-        """Remove an entry's image file; False if there was none."""
+        """Remove an entry's image file and its thumbnail; False if there was none."""
         path = self.path(name)
         if path is None:
             return False
         path.unlink(missing_ok=True)
+        (self.root / (name.removesuffix(".png") + ".thumb.webp")).unlink(missing_ok=True)
         log.info("Deleted image %s", name)
         return True
 

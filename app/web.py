@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -30,12 +32,14 @@ from flask_htmx import HTMX
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
+from . import image_options
 from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
 from .history import DATE_RE, ChatLog, Entry, Page
 from .rendering import code_blocks
 from .security import limit_retry_after
 
 PAGE_LIMIT = 200  # entries per page of the full history page
+GALLERY_PAGE = 48
 SEARCH_LIMIT = 100
 POLL_SECONDS = 0.25
 
@@ -85,6 +89,11 @@ def _generated(kind: str) -> Response:
     try:
         prompt = clean_prompt(read_field("prompt"), settings.max_prompt_chars)
         model = generator.choose_model(read_field("model")) if kind == "code" else None
+        options = (
+            generator.image_options(read_field("size"), read_field("quality"), read_field("style"))
+            if kind == "image"
+            else None
+        )
         generator.check_daily_cap()
     except (PromptError, DailyCapReached) as e:
         status = 429 if isinstance(e, DailyCapReached) else 400
@@ -97,7 +106,11 @@ def _generated(kind: str) -> Response:
         body = render_template("partials/_stream_start.html", entry=entry, page=_sidebar_page())
         return make_response(body)
     try:
-        entry = generator.generate_code(prompt, model) if kind == "code" else generator.generate_image(prompt)
+        entry = (
+            generator.generate_code(prompt, model)
+            if kind == "code"
+            else generator.generate_image(prompt, options)
+        )
     except GenerationFailed as failed:
         headers = {}
         if failed.error.retry_after is not None:
@@ -205,6 +218,8 @@ def index() -> str:
         page=_sidebar_page(),
         prefill=request.args.get("prompt", "")[: current_app.config["SETTINGS"].max_prompt_chars],
         default_model=_generator().provider.chat_model,
+        image_caps=image_options.capabilities(_generator().provider.image_model),
+        image_default_size=_generator().image_options().size,
     )
 
 
@@ -366,13 +381,50 @@ def delete_day(date: str):
 
 @bp.get("/images/<name>")
 def image_file(name: str):
-    path = current_app.extensions["images"].path(name)
+    images = current_app.extensions["images"]
+    path = images.path(name)
+    if path is None and name.endswith(".thumb.webp"):
+        # Images stored before thumbnails existed: the original stands in for its thumbnail.
+        name = name.removesuffix(".thumb.webp") + ".png"
+        path = images.path(name)
     if path is None:
         abort(404, description="There is no such image.")
     # Names are unique per entry and never rewritten, so the file can be cached for ever.
-    response = send_file(path, mimetype="image/png", max_age=31_536_000, conditional=True)
+    response = send_file(path, mimetype=images.content_type(name), max_age=31_536_000, conditional=True)
     response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
+
+
+def download_name(prompt: str, extension: str) -> str:
+    """A readable ASCII file name from the prompt: `a-red-fox-in-the-snow.png`."""
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-").lower()[:60].rstrip("-")
+    return f"{slug or 'image'}.{extension}"
+
+
+@bp.get("/chatlog/<date>/<int:index>/image")
+def download_image(date: str, index: int):
+    """An entry's image as a download named after its prompt."""
+    entry = _pending_entry(date, index)
+    path = current_app.extensions["images"].path(entry.image_file or "") if entry.kind == "image" else None
+    if path is None:
+        abort(404, description="This entry has no image (any more).")
+    return send_file(
+        path,
+        mimetype="image/png",
+        as_attachment=True,
+        download_name=download_name(entry.prompt, "png"),
+        max_age=0,
+    )
+
+
+@bp.get("/images")
+def gallery():
+    """All generated images, newest first, as a grid of thumbnails loaded a page at a time."""
+    page = _chatlog().images_page(GALLERY_PAGE, request.args.get("before"))
+    if htmx:
+        return render_template("partials/_gallery_page.html", page=page)
+    return render_template("gallery.html", page=page)
 
 
 @bp.app_context_processor

@@ -219,19 +219,19 @@ def test_fetch_image_returns_the_served_bytes(upstream):
     body = png_bytes((20, 10))
     url = upstream.serve_file("/files/ok.png", body)
 
-    assert fetch_image(url, timeout=5) == body
+    assert fetch_image(url, timeout=5, trusted_upstream=upstream.url) == body
 
 
 def test_fetch_image_of_a_missing_file_is_a_bad_image(upstream):
     with pytest.raises(BadImage):
-        fetch_image(upstream.origin + "/files/missing.png", timeout=5)
+        fetch_image(upstream.origin + "/files/missing.png", timeout=5, trusted_upstream=upstream.url)
 
 
 def test_fetch_image_of_an_html_page_is_a_bad_image(upstream):
     url = upstream.serve_file("/files/page.png", b"<html>Sign in</html>", content_type="text/html")
 
     with pytest.raises(BadImage):
-        fetch_image(url, timeout=5)
+        fetch_image(url, timeout=5, trusted_upstream=upstream.url)
 
 
 def test_fetch_image_larger_than_max_bytes_is_a_bad_image(upstream):
@@ -239,21 +239,21 @@ def test_fetch_image_larger_than_max_bytes_is_a_bad_image(upstream):
     url = upstream.serve_file("/files/large.png", body)
 
     with pytest.raises(BadImage):
-        fetch_image(url, timeout=5, max_bytes=len(body) - 1)
+        fetch_image(url, timeout=5, max_bytes=len(body) - 1, trusted_upstream=upstream.url)
 
 
 def test_fetch_image_of_exactly_max_bytes_succeeds(upstream):
     body = png_bytes((200, 200))
     url = upstream.serve_file("/files/exact.png", body)
 
-    assert fetch_image(url, timeout=5, max_bytes=len(body)) == body
+    assert fetch_image(url, timeout=5, max_bytes=len(body), trusted_upstream=upstream.url) == body
 
 
 def test_fetch_image_slower_than_the_timeout_raises_upstream_timeout(upstream):
     upstream.script("/files/slow.png", Reply(body=png_bytes(), content_type="image/png", delay=2.0))
 
     with pytest.raises(UpstreamTimeout):
-        fetch_image(upstream.origin + "/files/slow.png", timeout=0.3)
+        fetch_image(upstream.origin + "/files/slow.png", timeout=0.3, trusted_upstream=upstream.url)
 
 
 def test_fetch_image_cut_off_mid_body_is_a_bad_image(upstream):
@@ -261,7 +261,7 @@ def test_fetch_image_cut_off_mid_body_is_a_bad_image(upstream):
     upstream.script("/files/cut.png", Reply(body=body, content_type="image/png", drop_after=len(body) // 2))
 
     with pytest.raises(BadImage):
-        fetch_image(upstream.origin + "/files/cut.png", timeout=5)
+        fetch_image(upstream.origin + "/files/cut.png", timeout=5, trusted_upstream=upstream.url)
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_fetch_image_cut_off_mid_body_is_a_bad_image(upstream):
 )
 def test_fetch_image_of_a_non_http_url_is_a_bad_image(url):
     with pytest.raises(BadImage):
-        fetch_image(url, timeout=5)
+        fetch_image(url, timeout=5, trusted_upstream="http://127.0.0.1:1/v1")
 
 
 # -- demo provider -----------------------------------------------------------------------------

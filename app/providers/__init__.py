@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..config import Settings
+from ..image_options import ImageOptions
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ class Provider(Protocol):
     def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextStream:
         """Start a streamed answer; raises UpstreamError if the upstream refuses to start."""
 
-    def generate_image(self, prompt: str, size: str) -> ImageAnswer:
-        """Generate one image for `prompt` at `size` ("WxH")."""
+    def generate_image(self, prompt: str, options: ImageOptions) -> ImageAnswer:
+        """Generate one image for `prompt` with the (validated) size, quality and style."""
 
     def list_models(self) -> list[str]:
         """The chat models the upstream offers (may raise UpstreamError)."""

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from PIL import Image, ImageDraw, ImageFont
 
 from ..config import Settings
+from ..image_options import ImageOptions
 from . import ImageAnswer, StreamChunk, TextAnswer
 
 _SNIPPETS: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -159,5 +160,5 @@ class DemoProvider:
     def list_models(self) -> list[str]:
         return ["demo"]
 
-    def generate_image(self, prompt: str, size: str) -> ImageAnswer:
-        return ImageAnswer(model="demo", data=demo_image(prompt, size))
+    def generate_image(self, prompt: str, options: ImageOptions) -> ImageAnswer:
+        return ImageAnswer(model="demo", data=demo_image(prompt, options.size))
