@@ -1,6 +1,7 @@
 """Image files: fetch an upstream URL safely, validate with Pillow, store one file per entry.
 
-Each entry's image is re-encoded (which drops all metadata) to `DATA_DIR/images/<entry id>.png`,
+Each entry's image is stored without metadata (a PNG keeps only its image chunks; any other format
+is re-encoded as PNG) as `DATA_DIR/images/<entry id>.png`,
 with a small WebP thumbnail `<entry id>.thumb.webp` for the history and the gallery; both are
 served same-origin at `/images/<name>` and never overwritten. Only this module touches image bytes.
 
@@ -171,17 +172,53 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-def encode_image(image: Image.Image) -> tuple[bytes, bytes]:
-    """The image re-encoded as PNG (no metadata) and a WebP thumbnail of at most THUMB_SIZE px."""
-    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that describe the pixels; everything else (text, EXIF, time, private chunks) is dropped.
+PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT"}
+
+
+def strip_png(data: bytes) -> bytes | None:
+    """A PNG with only its image chunks kept, or None if `data` is not a well-formed PNG.
+
+    Called on bytes Pillow has fully decoded and verified, so the pixel data is known good; it
+    is copied as is, which is lossless and much faster than compressing it again.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    out, pos = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return None
+        if kind in PNG_KEEP:
+            out.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            return b"".join(out)
+    return None
+
+
+def encode_image(image: Image.Image, data: bytes) -> tuple[bytes, bytes]:
+    """The image as a PNG without metadata, and a WebP thumbnail of at most THUMB_SIZE px.
+
+    A PNG keeps its image chunks byte for byte; any other format is re-encoded as PNG.
+    """
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P"):
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    original = io.BytesIO()
-    image.save(original, format="PNG")
+    stripped = strip_png(data) if image.format == "PNG" else None
+    if stripped is None:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=1)
+        stripped = buffer.getvalue()
+    if image.mode == "P":
+        image = image.convert("RGBA")
     thumb = image.copy()
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
     small = io.BytesIO()
     thumb.save(small, format="WEBP", quality=80, method=4)
-    return original.getvalue(), small.getvalue()
+    return stripped, small.getvalue()
 
 
 class ImageStore:
@@ -197,7 +234,7 @@ class ImageStore:
         name, thumb = f"{entry_id}.png", f"{entry_id}.thumb.webp"
         if not NAME_RE.match(name):
             raise ValueError("entry ids are 32 hex digits")
-        original, small = encode_image(image)
+        original, small = encode_image(image, data)
         _write_atomically(self.root / thumb, small)
         _write_atomically(self.root / name, original)
         log.debug("Bild gespeichert unter: %s", self.root / name)

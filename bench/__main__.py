@@ -24,7 +24,7 @@ import requests
 from werkzeug.serving import make_server
 
 from app import create_app
-from bench import history_bench, stream_bench
+from bench import history_bench, image_bench, stream_bench
 from tests.upstream import FakeUpstream
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -154,6 +154,8 @@ def main() -> None:
     print(scale)
     streaming = markdown_table(columns, stream_bench.run(samples=args.per_round, users=args.users))
     print(streaming)
+    images = markdown_table(columns, image_bench.run())
+    print(images)
     args.output.write_text(
         "# Benchmark results\n\n"
         f"Written by `make bench` on {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
@@ -168,6 +170,10 @@ def main() -> None:
         + (stream_bench.__doc__ or "").split("\n\n", 1)[1]
         + "\n"
         + streaming
+        + "\n\n## Images\n\n"
+        + (image_bench.__doc__ or "").split("\n\n", 1)[1]
+        + "\n"
+        + images
         + "\n",
         encoding="utf-8",
     )
