@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve test lint format bench browser clean help
+.PHONY: run serve test lint format bench browser pygments-css clean help
 
 help:
 	@echo "make run    - install into .venv and start the app on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
@@ -55,6 +55,10 @@ test: $(VENV)/.dev browser lint
 
 bench: $(VENV)/.dev
 	$(PY) -m bench
+
+# Regenerate the syntax-highlighting stylesheet (after a Pygments upgrade).
+pygments-css: $(VENV)/.runtime
+	$(PY) -c "from app.rendering import pygments_css; open('static/css/pygments.css', 'w').write(pygments_css())"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

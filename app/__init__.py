@@ -69,11 +69,25 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.extensions["images"] = images
     app.extensions["generator"] = Generator(settings, make_provider(settings), chatlog, images)
 
-    from . import auth, cli, security, web
+    from flask_compress import Compress
+
+    from . import assets, auth, cli, pwa, security, web
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
     web.htmx.init_app(app)
     app.register_blueprint(web.bp)
+    app.register_blueprint(pwa.bp)
+    assets.init_app(app)
+    # brotli/gzip for pages, fragments, JSON and static files (which Flask streams from disk).
+    # Event streams are never compressed, so tokens are never held back in a compressor:
+    # text/event-stream is not among Flask-Compress's mimetypes.
+    app.config.update(
+        COMPRESS_STREAMS=True,
+        COMPRESS_ALGORITHM=["br", "gzip"],
+        COMPRESS_ALGORITHM_STREAMING=["br", "deflate"],
+        COMPRESS_MIN_SIZE=500,
+    )
+    Compress(app)
     auth.init_app(app)
     security.init_app(app, settings)
     cli.init_app(app)

@@ -73,10 +73,14 @@ def render_markdown(text: str) -> Markup:
 
 
 def pygments_css() -> str:
-    """The highlight styles for light and dark colour schemes (served as a static file)."""
+    """Highlight styles, light and dark, following the same theme rules as app.css.
+
+    Written to static/css/pygments.css by `make pygments-css`.
+    """
     light = HtmlFormatter(style="default").get_style_defs(".highlight")
-    dark = HtmlFormatter(style="monokai").get_style_defs(".highlight")
-    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+    dark_system = HtmlFormatter(style="monokai").get_style_defs(':root:not([data-theme="light"]) .highlight')
+    dark_chosen = HtmlFormatter(style="monokai").get_style_defs(':root[data-theme="dark"] .highlight')
+    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark_system}\n}}\n{dark_chosen}\n"
 
 
 def highlight_matches(text: str, query: str) -> Markup:

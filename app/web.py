@@ -143,7 +143,9 @@ def _generated(kind: str) -> Response:
 
 def sse_event(event: str, html: str) -> str:
     """One Server-Sent Event whose data lines carry an HTML fragment."""
-    lines = html.split("\n")
+    # Browsers end an SSE line at \r\n, \r or \n: split on all three, so no text can start
+    # a line of its own (and so forge an event) inside a data field.
+    lines = re.split(r"\r\n|\r|\n", html)
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 

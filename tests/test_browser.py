@@ -240,3 +240,47 @@ def test_deleting_an_entry_removes_it_from_results_and_history(open_page, demo_a
     expect(results(page).get_by_role("status")).to_have_text("Entry deleted.")
     expect(history(page).get_by_role("link", name=re.compile("Delete me later"))).to_have_count(0)
     watched.assert_clean()
+
+
+STREAMED_ANSWER = ["Partial ", "text ", "arrives ", "first.\n\n", "```python\n", "print('hi')\n", "```\n"]
+
+
+def test_streamed_answer_shows_partial_text_then_the_rendered_entry(open_page, make_app, upstream):
+    app = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url)
+    upstream.script("/v1/chat/completions", Reply(chunks=STREAMED_ANSWER, chunk_delay=0.3))
+    watched = open_page(app)
+    page = watched.page
+    page.get_by_role("textbox", name="Prompt").fill("Stream me an answer")
+    page.get_by_role("button", name="Generate code").click()
+
+    # Tokens show up in the streaming article, before the final event replaces it.
+    expect(results(page).locator("article.streaming .stream-text")).to_contain_text("Partial text")
+
+    answer = results(page).get_by_role("article")
+    expect(answer).to_have_class(re.compile(r"\bstatus-done\b"))
+    expect(answer).not_to_have_class(re.compile(r"\bstreaming\b"))
+    expect(answer.locator("pre.highlight")).to_be_visible()
+    expect(answer).to_contain_text("Partial text arrives first.")
+    expect(results(page).locator('[aria-busy="true"]')).to_have_count(0)
+    expect(results(page)).not_to_have_attribute("aria-busy", "true")
+    watched.assert_clean()
+
+
+def test_escape_stops_a_streaming_answer(open_page, make_app, upstream):
+    app = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url)
+    words = [f"word{n} " for n in range(40)]
+    upstream.script("/v1/chat/completions", Reply(chunks=words, chunk_delay=0.2))
+    watched = open_page(app)
+    page = watched.page
+    page.get_by_role("textbox", name="Prompt").fill("Stop me with Escape")
+    page.get_by_role("button", name="Generate code").click()
+    expect(results(page).locator("article.streaming .stream-text")).to_contain_text("word0")
+
+    page.keyboard.press("Escape")
+
+    answer = results(page).get_by_role("article")
+    expect(answer).to_have_class(re.compile(r"\bstatus-stopped\b"))
+    expect(answer).to_contain_text("stopped")
+    expect(answer).to_contain_text("word0")
+    expect(answer).not_to_contain_text("word39")
+    watched.assert_clean()

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from .conftest import HX, TEST_KEY
+from .conftest import HX, TEST_KEY, StreamedAnswer, htmx_generate_code
 from .upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -137,6 +137,17 @@ def body_of(response) -> str:
     return response.get_data(as_text=True)
 
 
+def streamed(text: str, size: int = 4) -> Reply:
+    """A streamed chat answer of `text`, sent in small pieces (htmx code requests stream)."""
+    return Reply(chunks=[text[i : i + size] for i in range(0, len(text), size)])
+
+
+def everything_swapped(answer: StreamedAnswer) -> str:
+    """All HTML a streamed htmx answer puts into the page: the POST fragment, every token
+    fragment (swapped in as HTML) and the final entry."""
+    return answer.html + "\n" + "".join(answer.tokens)
+
+
 def is_full_page(html: str) -> bool:
     return html.lstrip().lower().startswith("<!doctype html>")
 
@@ -175,12 +186,9 @@ def test_htmx_generate_code_returns_html_fragment(client):
 
 
 def test_htmx_generate_code_renders_answer_markdown_in_entry_article(client, upstream):
-    upstream.script(
-        "/v1/chat/completions",
-        Reply(json=chat_completion("Some **bold** words.\n\n```python\nprint('hi')\n```")),
-    )
+    upstream.script("/v1/chat/completions", streamed("Some **bold** words.\n\n```python\nprint('hi')\n```"))
 
-    doc = parse(body_of(client.post("/generate_code", data={"prompt": "markdown"}, headers=HX)))
+    doc = parse(htmx_generate_code(client, "markdown").final)
 
     entry = article(doc)
     assert [s.text for s in entry.find_all("strong")] == ["bold"]
@@ -256,10 +264,12 @@ HOSTILE_OUTPUT = [
 
 @pytest.mark.parametrize("output", HOSTILE_OUTPUT)
 def test_hostile_model_output_is_inert_in_fragment(client, upstream, output):
-    upstream.script("/v1/chat/completions", Reply(json=chat_completion(output)))
+    upstream.script("/v1/chat/completions", streamed(output, size=3))
 
-    html = body_of(client.post("/generate_code", data={"prompt": "be hostile"}, headers=HX))
+    answer = htmx_generate_code(client, "be hostile")
 
+    assert answer.final, "the stream ended without a final entry"
+    html = everything_swapped(answer)
     assert "<script" not in html.lower()
     assert unsafe_markup(html) == []
 
@@ -276,9 +286,9 @@ def test_hostile_model_output_is_inert_on_entry_page(client, upstream, output):
 
 
 def test_hostile_model_output_text_stays_readable(client, upstream):
-    upstream.script("/v1/chat/completions", Reply(json=chat_completion("<script>alert(1)</script>")))
+    upstream.script("/v1/chat/completions", streamed("<script>alert(1)</script>"))
 
-    doc = parse(body_of(client.post("/generate_code", data={"prompt": "show me"}, headers=HX)))
+    doc = parse(htmx_generate_code(client, "show me").final)
 
     assert "alert(1)" in article(doc).text
 
@@ -287,19 +297,22 @@ HOSTILE_PROMPT = '<script>alert("p")</script><img src=x onerror=alert(2)>'
 
 
 def test_hostile_prompt_is_escaped_in_fragment(client):
-    response = client.post("/generate_code", data={"prompt": HOSTILE_PROMPT}, headers=HX)
-    html = body_of(response)
+    answer = htmx_generate_code(client, HOSTILE_PROMPT)
+    html = everything_swapped(answer)
 
     assert "<script" not in html.lower()
     assert unsafe_markup(html) == []
-    assert HOSTILE_PROMPT in article(parse(html)).text
+    assert HOSTILE_PROMPT in article(parse(body_of(answer.post))).text
+    assert HOSTILE_PROMPT in article(parse(answer.final)).text
 
 
 def test_hostile_prompt_is_escaped_in_error_fragment(client, upstream):
     upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("boom")))
 
-    html = body_of(client.post("/generate_code", data={"prompt": HOSTILE_PROMPT}, headers=HX))
+    answer = htmx_generate_code(client, HOSTILE_PROMPT)
 
+    assert "status-failed" in answer.final
+    html = everything_swapped(answer)
     assert "<script" not in html.lower()
     assert unsafe_markup(html) == []
 
@@ -317,12 +330,20 @@ def test_hostile_prompt_is_escaped_on_pages(client, page):
 # -- errors with HX-Request ------------------------------------------------------------------
 # The seed's 400/500 status codes are for JSON clients. For htmx the app answers errors as a
 # swapped fragment (see web._generated: 200 so the browser logs no failed request); what matters
-# to the user is the visible alert, the kept prompt, and no "generated" signal (which would
-# clear the prompt box).
+# to the user is the visible alert, the kept prompt, and no success signal (which would clear the
+# prompt box). A code request streams: the POST answers with the pending entry, the outcome
+# arrives as the stream's `final` entry, and static/js/app.js clears the prompt box only when that
+# entry is `status-done` (or on `HX-Trigger: generated`, which image answers still send).
 
 
 def is_success_signal(response) -> bool:
     return "generated" in (response.headers.get("HX-Trigger") or "")
+
+
+def streamed_success_signal(answer: StreamedAnswer) -> bool:
+    """What makes the page clear the prompt box after a streamed code answer."""
+    classes = (article(parse(answer.final)).attrs.get("class") or "").split()
+    return is_success_signal(answer.post) or "status-done" in classes
 
 
 @pytest.mark.parametrize("prompt", ["", "   "])
@@ -341,10 +362,23 @@ def test_htmx_empty_prompt_does_not_signal_success(client):
     response = client.post("/generate_code", data={"prompt": ""}, headers=HX)
 
     assert not is_success_signal(response)
+    assert "sse-connect" not in body_of(response)
 
 
-def test_htmx_success_signals_generated(client):
+def test_htmx_code_success_signals_done(client):
+    answer = htmx_generate_code(client, "fine")
+
+    assert streamed_success_signal(answer)
+
+
+def test_htmx_code_request_does_not_signal_success_before_the_answer(client):
     response = client.post("/generate_code", data={"prompt": "fine"}, headers=HX)
+
+    assert not is_success_signal(response)
+
+
+def test_htmx_image_success_signals_generated(client):
+    response = client.post("/generate_image", data={"prompt": "fine"}, headers=HX)
 
     assert is_success_signal(response)
 
@@ -352,10 +386,10 @@ def test_htmx_success_signals_generated(client):
 def test_htmx_upstream_500_is_fragment_with_failed_entry(client, upstream):
     upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("upstream exploded")))
 
-    response = client.post("/generate_code", data={"prompt": "doomed prompt"}, headers=HX)
+    answer = htmx_generate_code(client, "doomed prompt")
 
-    assert response.mimetype == "text/html"
-    entry = article(parse(body_of(response)))
+    assert answer.post.mimetype == "text/html"
+    entry = article(parse(answer.final))
     assert "doomed prompt" in entry.text
     alerts = entry.find_all(role="alert")
     assert len(alerts) == 1
@@ -365,30 +399,35 @@ def test_htmx_upstream_500_is_fragment_with_failed_entry(client, upstream):
 def test_htmx_upstream_500_does_not_signal_success(client, upstream):
     upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("upstream exploded")))
 
-    response = client.post("/generate_code", data={"prompt": "doomed prompt"}, headers=HX)
+    answer = htmx_generate_code(client, "doomed prompt")
 
-    assert not is_success_signal(response)
+    assert answer.final, "the stream ended without a final entry"
+    assert not streamed_success_signal(answer)
 
 
 def test_htmx_upstream_500_fragment_does_not_show_raw_upstream_text(client, upstream):
     upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("RAW-UPSTREAM-DETAIL")))
 
-    html = body_of(client.post("/generate_code", data={"prompt": "doomed"}, headers=HX))
+    answer = htmx_generate_code(client, "doomed")
 
-    assert "RAW-UPSTREAM-DETAIL" not in html
+    assert "status-failed" in answer.final
+    assert "RAW-UPSTREAM-DETAIL" not in everything_swapped(answer)
 
 
 def test_htmx_upstream_500_lists_failed_entry_in_oob_history(client, upstream):
     upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("upstream exploded")))
 
-    doc = parse(body_of(client.post("/generate_code", data={"prompt": "doomed prompt"}, headers=HX)))
+    answer = htmx_generate_code(client, "doomed prompt")
 
+    assert "status-failed" in answer.final
+    doc = parse(body_of(answer.post))
     permalink = permalink_of(doc)
     history = oob_history(doc)
     assert history.attrs.get("hx-swap-oob") == "true"
     links = [a for a in history.find_all("a") if a.attrs.get("href") == permalink]
     assert len(links) == 1
     assert "doomed prompt" in links[0].text
+    assert permalink_of(parse(answer.final)) == permalink
 
 
 def test_htmx_upstream_image_failure_is_fragment_with_alert_and_no_image(client, upstream):
@@ -597,9 +636,20 @@ def _json_500(client, upstream):
     return client.post("/generate_code", data={"prompt": "x"})
 
 
-def _fragment_500(client, upstream):
+def _stream(client, upstream):
+    """The event stream an htmx code request connects to (read to its end)."""
+    post = client.post("/generate_code", data={"prompt": "x"}, headers=HX)
+    url = re.search(r'sse-connect="([^"]+)"', body_of(post)).group(1)
+    response = client.get(url, headers={"Accept": "text/event-stream"})
+    response.get_data()
+    return response
+
+
+def _stream_500(client, upstream):
     upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("x")))
-    return client.post("/generate_code", data={"prompt": "x"}, headers=HX)
+    response = _stream(client, upstream)
+    assert "status-failed" in body_of(response)
+    return response
 
 
 def _image(client, upstream):
@@ -621,7 +671,8 @@ RESPONSES = [
         _page_404,
         _json_404,
         _json_500,
-        _fragment_500,
+        _stream,
+        _stream_500,
         _image,
         _method_not_allowed,
     )
@@ -664,7 +715,7 @@ def test_csp_is_a_header_not_a_meta_tag(client):
     assert not [m for m in metas if (m.attrs.get("http-equiv") or "").lower() == "content-security-policy"]
 
 
-@pytest.mark.parametrize("make_response", [_page, _fragment, _fragment_500])
+@pytest.mark.parametrize("make_response", [_page, _fragment, _stream, _stream_500])
 def test_html_has_no_inline_script_or_style(client, upstream, make_response):
     doc = parse(body_of(make_response(client, upstream)))
 

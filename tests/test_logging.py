@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from .conftest import HX, TEST_KEY
+from .conftest import HX, TEST_KEY, htmx_generate_code
 from .upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
 
 CHAT = "/v1/chat/completions"
@@ -276,9 +276,9 @@ def test_key_echoed_by_upstream_401_not_in_any_response_body(client, upstream):
     script_key_echoing_401(upstream)
     json_body = client.post("/generate_code", data={"prompt": "bad key json"}).get_data(as_text=True)
     script_key_echoing_401(upstream)
-    htmx_body = client.post("/generate_code", data={"prompt": "bad key htmx"}, headers=HX).get_data(
-        as_text=True
-    )
+    streamed = htmx_generate_code(client, "bad key htmx")
+    assert "status-failed" in streamed.final
+    htmx_body = streamed.html + "".join(streamed.tokens)
     script_key_echoing_401(upstream, IMAGES)
     image_body = client.post("/generate_image", data={"prompt": "bad key image"}).get_data(as_text=True)
 

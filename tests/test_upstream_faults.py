@@ -2,7 +2,8 @@
 
 For every fault: JSON 500 with a short human `{"error"}` (never the upstream's raw text), the
 prompt kept in the history marked failed, no half-written image file, and the app keeps serving.
-Each fault has its own message.
+Each fault has its own message. htmx code requests stream, so each chat fault also has a streamed
+form (the same fault as the upstream shows it to a `"stream": true` request).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from .conftest import HX, TEST_KEY
+from .conftest import HX, TEST_KEY, StreamedAnswer, htmx_generate_code
 from .upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"
 RAW = "RAW-UPSTREAM-TEXT-91c2"  # planted in every upstream body; must never reach the user
+# Model text that arrived before a fault is the user's partial answer (kept and shown, marked
+# incomplete), so it is not RAW.
+PARTIAL = "partial answer text"
 RAW_MARKERS = (RAW, "Error code", "Traceback", "{'error'", "httpx", "openai.", "Exception")
 SMALL_TIMEOUT = 0.5
 SLOW = 2.0  # well beyond SMALL_TIMEOUT
@@ -78,6 +82,8 @@ class Fault:
     says: str
     reachable: bool = True  # False: the upstream cannot be reached at all afterwards either
     extra: dict[str, Any] = field(default_factory=dict)
+    # The fault as a streamed request meets it (htmx code requests); None: same as `setup`.
+    stream_setup: Callable[[FakeUpstream], dict[str, Any]] | None = None
 
 
 def _chat_500(up: FakeUpstream) -> dict:
@@ -126,7 +132,9 @@ def _chat_empty(up: FakeUpstream) -> dict:
 
 
 def _chat_content_filter(up: FakeUpstream) -> dict:
-    up.script(CHAT, Reply(json=chat_completion(RAW, finish_reason="content_filter")))
+    filtered = chat_completion(PARTIAL, finish_reason="content_filter")
+    filtered["id"] = RAW
+    up.script(CHAT, Reply(json=filtered))
     return {}
 
 
@@ -134,6 +142,27 @@ def _chat_malformed(up: FakeUpstream) -> dict:
     malformed = chat_completion(RAW)
     malformed["choices"][0]["message"] = None
     up.script(CHAT, Reply(json=malformed))
+    return {}
+
+
+def _stream_dropped(up: FakeUpstream) -> dict:
+    up.script(CHAT, Reply(chunks=[PARTIAL, " and more", " and the rest"], cut_after=1))
+    return {}
+
+
+def _stream_empty(up: FakeUpstream) -> dict:
+    up.script(CHAT, Reply(chunks=[]))
+    return {}
+
+
+def _stream_content_filter(up: FakeUpstream) -> dict:
+    up.script(CHAT, Reply(chunks=[PARTIAL], finish_reason="content_filter"))
+    return {}
+
+
+def _stream_malformed(up: FakeUpstream) -> dict:
+    body = f"data: {{{RAW} is not a chunk\n\ndata: [DONE]\n\n".encode()
+    up.script(CHAT, Reply(body=body, content_type="text/event-stream"))
     return {}
 
 
@@ -173,11 +202,21 @@ FAULTS: dict[str, Fault] = {
     "chat-429": Fault("/generate_code", _chat_429, r"\b7 seconds?\b"),
     "chat-timeout": Fault("/generate_code", _chat_timeout, r"\btime"),
     "chat-refused": Fault("/generate_code", _chat_refused, r"connect|reach", reachable=False),
-    "chat-dropped": Fault("/generate_code", _chat_dropped, r"interrupt|incomplete|cut off"),
-    "chat-empty": Fault("/generate_code", _chat_empty, r"empty|no answer"),
-    "chat-content-filter": Fault("/generate_code", _chat_content_filter, r"filter|declin|refus|policy"),
+    "chat-dropped": Fault(
+        "/generate_code", _chat_dropped, r"interrupt|incomplete|cut off", stream_setup=_stream_dropped
+    ),
+    "chat-empty": Fault("/generate_code", _chat_empty, r"empty|no answer", stream_setup=_stream_empty),
+    "chat-content-filter": Fault(
+        "/generate_code",
+        _chat_content_filter,
+        r"filter|declin|refus|policy",
+        stream_setup=_stream_content_filter,
+    ),
     "chat-malformed": Fault(
-        "/generate_code", _chat_malformed, r"went wrong|cannot read|malformed|unexpected"
+        "/generate_code",
+        _chat_malformed,
+        r"went wrong|cannot read|malformed|unexpected",
+        stream_setup=_stream_malformed,
     ),
     "image-no-data": Fault("/generate_image", _image_no_data, r"no image"),
     "image-not-an-image": Fault("/generate_image", _image_not_an_image, r"not (return )?an image"),
@@ -204,6 +243,16 @@ def provoke(name: str, make_app, upstream: FakeUpstream, headers: dict[str, str]
     prompt = f"prompt that meets {name}"
     response = client.post(fault.route, data={"prompt": prompt}, headers=headers or {})
     return Outcome(client, response, prompt)
+
+
+def provoke_streamed(name: str, make_app, upstream: FakeUpstream) -> tuple[Any, StreamedAnswer, str]:
+    """The fault met by an htmx code request: the POST, then its event stream to the end."""
+    fault = FAULTS[name]
+    setup = fault.stream_setup or fault.setup
+    overrides = {"openai_api_key": TEST_KEY, "openai_base_url": upstream.url, **setup(upstream)}
+    client = make_app(**overrides).test_client()
+    prompt = f"prompt that meets {name}"
+    return client, htmx_generate_code(client, prompt), prompt
 
 
 def error_of(outcome: Outcome) -> str:
@@ -298,8 +347,24 @@ def test_app_keeps_serving_after_connection_refused(make_app, upstream):
     assert outcome.client.post("/generate_code", data={"prompt": ""}).status_code == 400
 
 
-@pytest.mark.parametrize("name", FAULT_IDS)
-def test_fault_for_htmx_shows_alert_and_keeps_prompt(make_app, upstream, name):
+CHAT_FAULT_IDS = [n for n in FAULT_IDS if FAULTS[n].route == "/generate_code"]
+IMAGE_FAULT_IDS = [n for n in FAULT_IDS if FAULTS[n].route == "/generate_image"]
+
+
+@pytest.mark.parametrize("name", CHAT_FAULT_IDS)
+def test_fault_for_htmx_code_stream_shows_alert_and_keeps_prompt(make_app, upstream, name):
+    _, answer, prompt = provoke_streamed(name, make_app, upstream)
+
+    assert answer.post.mimetype == "text/html"
+    final = answer.final
+    assert 'role="alert"' in final
+    assert prompt in final
+    assert RAW not in answer.html
+    assert RAW not in "".join(answer.tokens)
+
+
+@pytest.mark.parametrize("name", IMAGE_FAULT_IDS)
+def test_fault_for_htmx_image_shows_alert_and_keeps_prompt(make_app, upstream, name):
     outcome = provoke(name, make_app, upstream, headers=HX)
 
     html = outcome.response.get_data(as_text=True)

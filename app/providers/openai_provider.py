@@ -172,6 +172,11 @@ class OpenAIStream:
                 )
         except UpstreamError:
             raise
+        except openai.APITimeoutError:
+            if self._closed:
+                return
+            log.error("Chat stream timed out")
+            raise UpstreamTimeout("The upstream did not answer in time (timed out).") from None
         except openai.APIError as e:
             if self._closed:
                 return
@@ -179,13 +184,18 @@ class OpenAIStream:
             raise IncompleteAnswer(
                 "The upstream connection was interrupted before the answer was complete."
             ) from None
+        except ValueError as e:  # a chunk that is not JSON
+            if self._closed:
+                return
+            log.error("Chat stream sent an unreadable chunk: %s", type(e).__name__)
+            raise UpstreamError("The upstream sent a response this app cannot read.") from None
         except Exception as e:  # the HTTP layer's own errors: reset, protocol, read timeout
             if self._closed:
                 return
             if "timeout" in type(e).__name__.lower():
                 log.error("Chat stream timed out mid-answer")
                 raise UpstreamTimeout(
-                    "The upstream stopped sending before the answer was complete."
+                    "The upstream timed out: it stopped sending before the answer was complete."
                 ) from None
             log.error("Chat stream interrupted: %s: %s", type(e).__name__, e)
             raise IncompleteAnswer(

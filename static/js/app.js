@@ -50,6 +50,9 @@
     } else if (event.key === "?") {
       event.preventDefault();
       openHelp();
+    } else if (event.key === "j" || event.key === "k") {
+      event.preventDefault();
+      moveInHistory(event.key === "j" ? 1 : -1);
     }
   });
 
@@ -132,7 +135,57 @@
     var box = document.createElement("div");
     box.className = "error-box";
     box.setAttribute("role", "alert");
-    box.textContent = "Could not reach the server. Your prompt is kept; try again when it is back.";
+    box.textContent = navigator.onLine === false
+      ? "You are offline. Your prompt is kept; generate again when the connection is back."
+      : "Could not reach the server. Your prompt is kept; try again when it is back.";
     results.prepend(box);
+  });
+
+  // Offline banner, following the browser's connection state.
+  function showConnection() {
+    var banner = document.getElementById("offline-banner");
+    if (banner) banner.hidden = navigator.onLine !== false;
+  }
+  window.addEventListener("online", showConnection);
+  window.addEventListener("offline", showConnection);
+  showConnection();
+
+  // Colour scheme: the system's, until the toggle stores a choice for this browser.
+  function effectiveTheme() {
+    var chosen = document.documentElement.getAttribute("data-theme");
+    if (chosen) return chosen;
+    return window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+  }
+  function showTheme() {
+    var toggle = document.getElementById("theme-toggle");
+    if (toggle) toggle.setAttribute("aria-pressed", effectiveTheme() === "dark" ? "true" : "false");
+  }
+  document.addEventListener("click", function (event) {
+    if (!(event.target.closest && event.target.closest("#theme-toggle"))) return;
+    var next = effectiveTheme() === "dark" ? "light" : "dark";
+    document.documentElement.setAttribute("data-theme", next);
+    try { window.localStorage.setItem("theme", next); } catch (error) { /* not remembered */ }
+    showTheme();
+  });
+  showTheme();
+
+  // j / k (outside text fields) move through the History links, newest to oldest and back.
+  function moveInHistory(step) {
+    var links = Array.prototype.slice.call(document.querySelectorAll("#history-days a, .history-page #history-content a"));
+    if (!links.length) return;
+    var at = links.indexOf(document.activeElement);
+    var next = at < 0 ? (step > 0 ? 0 : links.length - 1) : Math.min(links.length - 1, Math.max(0, at + step));
+    links[next].focus();
+  }
+
+  // Installable app: the service worker caches the shell and visited pages for offline use.
+  if ("serviceWorker" in navigator && window.isSecureContext) {
+    navigator.serviceWorker.register("/sw.js").catch(function () { /* works without it */ });
+  }
+  document.addEventListener("submit", function (event) {
+    if (event.target.matches && event.target.matches("form[action$='/logout']") && navigator.serviceWorker &&
+        navigator.serviceWorker.controller) {
+      navigator.serviceWorker.controller.postMessage("clear-history");
+    }
   });
 })();

@@ -1,0 +1,79 @@
+// Service worker, rendered by the app (version {{ shell_version() }}).
+// App shell and static assets: cache first (their URLs are fingerprinted, so they never go stale).
+// Pages: network first, falling back to the last copy seen, then to the offline page.
+// Images: cache first (immutable). Everything else (generation, streams, deletes) is network only.
+"use strict";
+
+const VERSION = "{{ shell_version() }}";
+const SHELL = "chat-shell-" + VERSION;
+const PAGES = "chat-pages-v1";
+const IMAGES = "chat-images-v1";
+const PRECACHE = [
+  "/offline",
+{%- for name in shell_assets %}
+  "{{ asset(name) }}",
+{%- endfor %}
+];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(PRECACHE)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((keys) => Promise.all(
+        keys.filter((key) => key.startsWith("chat-shell-") && key !== SHELL).map((key) => caches.delete(key))
+      ))
+      .then(() => self.clients.claim())
+  );
+});
+
+function isPage(request, url) {
+  return request.mode === "navigate" ||
+    (request.headers.get("Accept") || "").includes("text/html") && !request.headers.get("HX-Request");
+}
+
+async function networkFirst(request) {
+  const cache = await caches.open(PAGES);
+  try {
+    const response = await fetch(request);
+    if (response.ok && response.type === "basic") cache.put(request, response.clone());
+    return response;
+  } catch (error) {
+    const cached = await cache.match(request, { ignoreVary: true });
+    if (cached) return cached;
+    const shell = await caches.open(SHELL);
+    return (await shell.match("/offline")) || Response.error();
+  }
+}
+
+async function cacheFirst(request, cacheName) {
+  const cache = await caches.open(cacheName);
+  const cached = await cache.match(request, { ignoreVary: true });
+  if (cached) return cached;
+  const response = await fetch(request);
+  if (response.ok && response.type === "basic") cache.put(request, response.clone());
+  return response;
+}
+
+self.addEventListener("fetch", (event) => {
+  const request = event.request;
+  const url = new URL(request.url);
+  if (request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (url.pathname.endsWith("/stream") || url.pathname === "/sw.js") return;
+  if (url.pathname.startsWith("/static/")) {
+    event.respondWith(cacheFirst(request, SHELL));
+  } else if (url.pathname.startsWith("/images/")) {
+    event.respondWith(cacheFirst(request, IMAGES));
+  } else if (isPage(request, url)) {
+    event.respondWith(networkFirst(request));
+  }
+});
+
+// The page asks for this on logout: nothing of the history stays behind in this browser.
+self.addEventListener("message", (event) => {
+  if (event.data === "clear-history") {
+    event.waitUntil(Promise.all([caches.delete(PAGES), caches.delete(IMAGES)]));
+  }
+});
