@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve test lint format bench browser pygments-css clean help
+.PHONY: run serve test lint format bench browser pygments-css translations clean help
 
 help:
 	@echo "make run    - install into .venv and start the app on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
@@ -55,6 +55,14 @@ test: $(VENV)/.dev browser lint
 
 bench: $(VENV)/.dev
 	$(PY) -m bench
+
+# After changing UI text: extract the messages, merge them into the German catalogue, apply the
+# German texts from translations/fill_de.py (it fails on any message left untranslated), compile.
+translations: $(VENV)/.dev
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -o translations/messages.pot --no-location --omit-header .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
+	$(PY) translations/fill_de.py
+	$(BIN)/pybabel compile -d translations
 
 # Regenerate the syntax-highlighting stylesheet (after a Pygments upgrade).
 pygments-css: $(VENV)/.runtime

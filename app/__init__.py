@@ -71,9 +71,10 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
 
     from flask_compress import Compress
 
-    from . import assets, auth, cli, pwa, security, web
+    from . import assets, auth, cli, i18n, pwa, security, web
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
+    i18n.init_app(app, ROOT)
     web.htmx.init_app(app)
     app.register_blueprint(web.bp)
     app.register_blueprint(pwa.bp)

@@ -30,6 +30,8 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 
+from .i18n import N_
+
 bp = Blueprint("auth", __name__)
 log = logging.getLogger("app.auth")
 
@@ -93,7 +95,7 @@ def check_request():
     """Before every request: refuse cross-site writes, then ask for a login where one is set."""
     if request.method not in SAFE_METHODS and (why := _same_site_violation()):
         log.warning("Refused a cross-site %s %s (%s)", request.method, request.path, why)
-        return _deny(403, "This request came from another website and was refused.")
+        return _deny(403, N_("This request came from another website and was refused."))
     if request.endpoint in OPEN_ENDPOINTS or is_authenticated():
         return None
     if request.headers.get("HX-Request") == "true":
@@ -134,7 +136,7 @@ def login():
         log.info("Login succeeded")
         return redirect(target)
     log.warning("Login failed")
-    return render_template("login.html", next=target, error="Wrong password."), 401
+    return render_template("login.html", next=target, error=N_("Wrong password.")), 401
 
 
 @bp.post("/logout")

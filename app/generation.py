@@ -25,6 +25,7 @@ from typing import TypeVar
 from . import image_options
 from .config import Settings
 from .history import ChatLog, Entry
+from .i18n import N_
 from .image_options import ImageOptions
 from .images import ImageStore, fetch_image, redact_url
 from .models import ModelCatalog
@@ -86,12 +87,12 @@ class StreamEvent:
 def clean_prompt(raw: object, max_chars: int) -> str:
     """Return the prompt without surrounding blanks, or raise PromptError saying what is wrong."""
     if not isinstance(raw, str) or not raw.strip():
-        raise PromptError("Please enter a prompt.")
+        raise PromptError(N_("Please enter a prompt."))
     # Control characters (except newlines and tabs) and lone surrogates (not encodable, so not
     # storable) have no place in a prompt.
     prompt = "".join(c for c in raw if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs")).strip()
     if not prompt:
-        raise PromptError("Please enter a prompt.")
+        raise PromptError(N_("Please enter a prompt."))
     if len(prompt) > max_chars:
         raise PromptError(f"The prompt is too long ({len(prompt)} characters; the limit is {max_chars}).")
     return prompt
@@ -145,7 +146,7 @@ class Generator:
         if requested in (None, ""):
             return self.provider.chat_model
         if not isinstance(requested, str) or requested not in self.models.names():
-            raise PromptError("Unknown model. Choose one of the models the upstream offers.")
+            raise PromptError(N_("Unknown model. Choose one of the models the upstream offers."))
         return requested
 
     def _with_retries(self, call: Callable[[float], T], deadline: float) -> T:
@@ -189,7 +190,7 @@ class Generator:
         except Exception:
             log.exception("Chat generation failed unexpectedly")
             raise self._fail(
-                entry, UpstreamError("Something went wrong while generating the answer.")
+                entry, UpstreamError(N_("Something went wrong while generating the answer."))
             ) from None
         log.debug(
             "Antwort von OpenAI erhalten: chat answer, model %s, %d characters, usage %s",
@@ -233,7 +234,7 @@ class Generator:
         """Mark a stale pending entry failed; its prompt stays, with Retry."""
         self._release(entry)
         return self.chatlog.fail(
-            entry, "The answer was interrupted before it finished. Use Retry to ask again."
+            entry, N_("The answer was interrupted before it finished. Use Retry to ask again.")
         )
 
     def stream_in_background(self, entry: Entry) -> Iterator[StreamEvent]:
@@ -303,15 +304,17 @@ class Generator:
                     break
                 if time.monotonic() > deadline:
                     stream.close()
-                    raise UpstreamTimeout("The upstream did not finish the answer in time.")
+                    raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
             if outcome is None:
                 text = "".join(parts)
                 if finish_reason == "content_filter":
-                    raise Refused("The upstream's content filter stopped this answer.")
+                    raise Refused(N_("The upstream's content filter stopped this answer."))
                 if finish_reason is None:
-                    raise IncompleteAnswer("The upstream connection ended before the answer was complete.")
+                    raise IncompleteAnswer(
+                        N_("The upstream connection ended before the answer was complete.")
+                    )
                 if not text.strip():
-                    raise EmptyAnswer("The upstream returned an empty answer.")
+                    raise EmptyAnswer(N_("The upstream returned an empty answer."))
                 log.debug(
                     "Antwort von OpenAI erhalten: chat stream, model %s, %d characters, usage %s",
                     model,
@@ -325,7 +328,7 @@ class Generator:
         except Exception:
             log.exception("Chat stream failed unexpectedly")
             outcome = self.chatlog.fail(
-                entry, "Something went wrong while generating the answer.", partial="".join(parts)
+                entry, N_("Something went wrong while generating the answer."), partial="".join(parts)
             )
         self._release(entry)
         yield StreamEvent("final", entry=outcome)
@@ -372,7 +375,7 @@ class Generator:
         except Exception as e:
             log.exception("Fehler bei der Bildgenerierung: %s", type(e).__name__)
             raise self._fail(
-                entry, UpstreamError("Something went wrong while generating the image.")
+                entry, UpstreamError(N_("Something went wrong while generating the image."))
             ) from None
         return self.chatlog.finish(
             entry,

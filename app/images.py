@@ -28,6 +28,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 from PIL import Image, UnidentifiedImageError
 
+from .i18n import N_
 from .providers import BadImage, UpstreamTimeout
 
 log = logging.getLogger("app.images")
@@ -88,7 +89,7 @@ def _check_address(url: str, trusted: tuple[str, int] | None) -> None:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if not address.is_global or address.is_multicast:
             log.warning("Refused to fetch an image from a non-public address: %s", target[0])
-            raise BadImage("The image URL points at a private or local address; it was not fetched.")
+            raise BadImage(N_("The image URL points at a private or local address; it was not fetched."))
 
 
 def fetch_image(
@@ -109,12 +110,12 @@ def fetch_image(
                     url = urljoin(url, response.headers.get("Location", ""))
                     continue
                 return _read_image_body(response, max_bytes)
-        raise BadImage("The image URL redirected too often.")
+        raise BadImage(N_("The image URL redirected too often."))
     except requests.Timeout:
-        raise UpstreamTimeout("Downloading the generated image timed out.") from None
+        raise UpstreamTimeout(N_("Downloading the generated image timed out.")) from None
     except requests.RequestException as e:
         log.error("Image download failed: %s", type(e).__name__)
-        raise BadImage("The generated image could not be downloaded.") from None
+        raise BadImage(N_("The generated image could not be downloaded.")) from None
     finally:
         session.close()
 
@@ -124,15 +125,15 @@ def _read_image_body(response: requests.Response, max_bytes: int) -> bytes:
         raise BadImage(f"Downloading the image failed ({response.status_code}).")
     ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
-        raise BadImage("The upstream's image URL did not return an image.")
+        raise BadImage(N_("The upstream's image URL did not return an image."))
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise BadImage("The upstream's image is too large.")
+        raise BadImage(N_("The upstream's image is too large."))
     chunks, total = [], 0
     for chunk in response.iter_content(64 * 1024):
         total += len(chunk)
         if total > max_bytes:
-            raise BadImage("The upstream's image is too large.")
+            raise BadImage(N_("The upstream's image is too large."))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -140,7 +141,7 @@ def _read_image_body(response: requests.Response, max_bytes: int) -> bytes:
 def decode_image(data: bytes) -> Image.Image:
     """Open and fully decode `data`; raise BadImage for non-images, truncated files and bombs."""
     if not data:
-        raise BadImage("The upstream's image is empty.")
+        raise BadImage(N_("The upstream's image is empty."))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -151,9 +152,9 @@ def decode_image(data: bytes) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImage("The upstream's image is too large to decode safely.") from None
+        raise BadImage(N_("The upstream's image is too large to decode safely.")) from None
     except UnidentifiedImageError:
-        raise BadImage("The upstream's response is not an image.") from None
+        raise BadImage(N_("The upstream's response is not an image.")) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadImage(f"The upstream's image is damaged ({type(e).__name__}).") from None
     return image

@@ -35,6 +35,7 @@ from werkzeug.exceptions import HTTPException
 from . import image_options
 from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
 from .history import DATE_RE, ChatLog, Entry, Page
+from .i18n import N_
 from .rendering import code_blocks
 from .security import limit_retry_after
 
@@ -279,12 +280,12 @@ def import_chatlog():
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename:
-            raise ValueError("Choose a chatlog.json file to import.")
+            raise ValueError(N_("Choose a chatlog.json file to import."))
         data = json.loads(upload.read().decode("utf-8"))
         images = current_app.extensions["images"]
         added, skipped = _chatlog().import_seed(data, images.name_for_url)
     except UnicodeDecodeError:
-        return _import_error("The file is not UTF-8 text.")
+        return _import_error(N_("The file is not UTF-8 text."))
     except json.JSONDecodeError as e:
         return _import_error(f"The file is not valid JSON (line {e.lineno}, column {e.colno}).")
     except ValueError as e:
@@ -329,7 +330,7 @@ def view_entry(date: str, index: int):
     if entry is None:
         abort(404, description=f"There is no history entry {index} on {date}.")
     if entry.deleted:
-        abort(410, description="This history entry was deleted.")
+        abort(410, description=N_("This history entry was deleted."))
     if wants_json():
         return jsonify(entry_json(entry))
     if htmx:
@@ -369,8 +370,8 @@ def delete_entry(date: str, index: int):
         abort(404, description=f"There is no history entry {index} on {date}.")
     deleted = _chatlog().delete(date, index)
     if deleted is None:
-        abort(410, description="This history entry was already deleted.")
-    return _deleted([deleted], "Entry deleted.")
+        abort(410, description=N_("This history entry was already deleted."))
+    return _deleted([deleted], N_("Entry deleted."))
 
 
 @bp.delete("/chatlog/<date>")
@@ -390,7 +391,7 @@ def image_file(name: str):
         name = name.removesuffix(".thumb.webp") + ".png"
         path = images.path(name)
     if path is None:
-        abort(404, description="There is no such image.")
+        abort(404, description=N_("There is no such image."))
     # Names are unique per entry and never rewritten, so the file can be cached for ever.
     response = send_file(path, mimetype=images.content_type(name), max_age=31_536_000, conditional=True)
     response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
@@ -493,7 +494,7 @@ def http_error(error: HTTPException):
     status = error.code or 500
     message = error.description or error.name
     if status == 413:
-        message = "The request is too large."
+        message = N_("The request is too large.")
     elif status == 429:
         wait = limit_retry_after()
         when = f"in {wait} seconds" if wait else "in a moment"

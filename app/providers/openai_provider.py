@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 import openai
 
 from ..config import Settings
+from ..i18n import N_
 from ..image_options import ImageOptions
 from . import (
     AuthFailed,
@@ -85,11 +86,11 @@ def translate_errors(what: str) -> Iterator[None]:
     except openai.AuthenticationError as e:
         log.error("%s failed: upstream rejected the API key (401): %s", what, e)
         raise AuthFailed(
-            "The upstream rejected the API key (401). Check OPENAI_API_KEY and OPENAI_BASE_URL."
+            N_("The upstream rejected the API key (401). Check OPENAI_API_KEY and OPENAI_BASE_URL.")
         ) from None
     except openai.PermissionDeniedError as e:
         log.error("%s failed: permission denied (403): %s", what, e)
-        raise AuthFailed("The API key is not allowed to use this model or endpoint (403).") from None
+        raise AuthFailed(N_("The API key is not allowed to use this model or endpoint (403).")) from None
     except openai.RateLimitError as e:
         wait = _retry_after(e)
         log.warning("%s failed: rate limited (429), retry after %s s", what, wait)
@@ -103,35 +104,35 @@ def translate_errors(what: str) -> Iterator[None]:
     except openai.BadRequestError as e:
         log.error("%s failed: upstream refused the request (400): %s", what, e)
         if getattr(e, "code", None) == "content_policy_violation":
-            raise Refused("The upstream refused this prompt under its content policy.") from None
-        raise UpstreamError("The upstream could not process this request (400).") from None
+            raise Refused(N_("The upstream refused this prompt under its content policy.")) from None
+        raise UpstreamError(N_("The upstream could not process this request (400).")) from None
     except openai.NotFoundError as e:
         log.error("%s failed: not found (404): %s", what, e)
-        raise UpstreamError("The upstream does not know this model or endpoint (404).") from None
+        raise UpstreamError(N_("The upstream does not know this model or endpoint (404).")) from None
     except openai.APIStatusError as e:
         log.error("%s failed: upstream answered %s: %s", what, e.status_code, e)
         raise UpstreamError(f"The upstream answered with an error ({e.status_code}).") from None
     except openai.APITimeoutError:
         log.error("%s failed: upstream timed out", what)
-        raise UpstreamTimeout("The upstream did not answer in time. Try again later.") from None
+        raise UpstreamTimeout(N_("The upstream did not answer in time. Try again later.")) from None
     except openai.APIConnectionError as e:
         if _is_refused_connection(e):
             log.error("%s failed: upstream unreachable: %s", what, e.__cause__ or e)
             raise UpstreamUnreachable(
-                "Could not connect to the upstream. Is OPENAI_BASE_URL right and the server up?"
+                N_("Could not connect to the upstream. Is OPENAI_BASE_URL right and the server up?")
             ) from None
         log.error("%s failed: connection dropped mid-answer: %s", what, e.__cause__ or e)
         raise IncompleteAnswer(
-            "The upstream connection was interrupted before the answer was complete."
+            N_("The upstream connection was interrupted before the answer was complete.")
         ) from None
     except openai.APIResponseValidationError as e:
         log.error("%s failed: malformed upstream response: %s", what, e)
-        raise UpstreamError("The upstream sent a response this app cannot read.") from None
+        raise UpstreamError(N_("The upstream sent a response this app cannot read.")) from None
     except openai.ContentFilterFinishReasonError:
-        raise Refused("The upstream's content filter stopped this answer.") from None
+        raise Refused(N_("The upstream's content filter stopped this answer.")) from None
     except openai.OpenAIError as e:
         log.error("%s failed: %s", what, e)
-        raise UpstreamError("The upstream request failed.") from None
+        raise UpstreamError(N_("The upstream request failed.")) from None
 
 
 class OpenAIStream:
@@ -165,7 +166,7 @@ class OpenAIStream:
                 choice = chunk.choices[0]
                 delta = choice.delta
                 if delta is not None and getattr(delta, "refusal", None):
-                    raise Refused("The upstream declined to answer this prompt.")
+                    raise Refused(N_("The upstream declined to answer this prompt."))
                 text = (delta.content or "") if delta is not None else ""
                 yield StreamChunk(
                     text=text, finish_reason=choice.finish_reason, usage=usage, model=chunk.model
@@ -176,19 +177,19 @@ class OpenAIStream:
             if self._closed:
                 return
             log.error("Chat stream timed out")
-            raise UpstreamTimeout("The upstream did not answer in time (timed out).") from None
+            raise UpstreamTimeout(N_("The upstream did not answer in time (timed out).")) from None
         except openai.APIError as e:
             if self._closed:
                 return
             log.error("Chat stream failed mid-answer: %s", e)
             raise IncompleteAnswer(
-                "The upstream connection was interrupted before the answer was complete."
+                N_("The upstream connection was interrupted before the answer was complete.")
             ) from None
         except ValueError as e:  # a chunk that is not JSON
             if self._closed:
                 return
             log.error("Chat stream sent an unreadable chunk: %s", type(e).__name__)
-            raise UpstreamError("The upstream sent a response this app cannot read.") from None
+            raise UpstreamError(N_("The upstream sent a response this app cannot read.")) from None
         except Exception as e:  # the HTTP layer's own errors: reset, protocol, read timeout
             if self._closed:
                 return
@@ -199,7 +200,7 @@ class OpenAIStream:
                 ) from None
             log.error("Chat stream interrupted: %s: %s", type(e).__name__, e)
             raise IncompleteAnswer(
-                "The upstream connection was interrupted before the answer was complete."
+                N_("The upstream connection was interrupted before the answer was complete.")
             ) from None
 
 
@@ -225,15 +226,15 @@ class OpenAIProvider:
         with translate_errors("Chat completion"):
             completion = self.client.chat.completions.create(model=model, messages=messages, timeout=timeout)
         if not completion.choices:
-            raise EmptyAnswer("The upstream returned no answer.")
+            raise EmptyAnswer(N_("The upstream returned no answer."))
         choice = completion.choices[0]
         text = choice.message.content or ""
         if choice.finish_reason == "content_filter" or (
             not text and getattr(choice.message, "refusal", None)
         ):
-            raise Refused("The upstream declined to answer this prompt.", partial=text)
+            raise Refused(N_("The upstream declined to answer this prompt."), partial=text)
         if not text.strip():
-            raise EmptyAnswer("The upstream returned an empty answer.")
+            raise EmptyAnswer(N_("The upstream returned an empty answer."))
         usage = {}
         if completion.usage is not None:
             usage = {
@@ -269,7 +270,7 @@ class OpenAIProvider:
             )
         if not result.data:
             log.error("Kein Bild in der Antwort gefunden.")
-            raise BadImage("The upstream returned no image.")
+            raise BadImage(N_("The upstream returned no image."))
         item = result.data[0]
         revised = getattr(item, "revised_prompt", None)
         if item.b64_json:
@@ -281,4 +282,4 @@ class OpenAIProvider:
         if item.url:
             return ImageAnswer(model=self.image_model, url=item.url, revised_prompt=revised)
         log.error("Kein Bild in der Antwort gefunden.")
-        raise BadImage("The upstream returned no image.")
+        raise BadImage(N_("The upstream returned no image."))

@@ -4,6 +4,11 @@
   "use strict";
 
   function prompt() { return document.getElementById("prompt"); }
+
+  // UI text in the page's language, from data attributes the server put on <body>.
+  function text(key, fallback) {
+    return (document.body && document.body.dataset[key]) || fallback;
+  }
   function dialog() { return document.getElementById("shortcuts"); }
 
   function isTextField(el) {
@@ -85,8 +90,8 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "copy-code secondary";
-      button.textContent = "Copy";
-      button.setAttribute("aria-label", "Copy code");
+      button.textContent = text("copy", "Copy");
+      button.setAttribute("aria-label", text("copyLabel", "Copy code"));
       pre.appendChild(button);
     });
   }
@@ -96,8 +101,8 @@
     if (!button) return;
     var code = button.parentElement.querySelector("code");
     navigator.clipboard.writeText(code ? code.textContent : "").then(function () {
-      button.textContent = "Copied";
-      window.setTimeout(function () { button.textContent = "Copy"; }, 1500);
+      button.textContent = text("copied", "Copied");
+      window.setTimeout(function () { button.textContent = text("copy", "Copy"); }, 1500);
     });
   });
 
@@ -136,8 +141,8 @@
     box.className = "error-box";
     box.setAttribute("role", "alert");
     box.textContent = navigator.onLine === false
-      ? "You are offline. Your prompt is kept; generate again when the connection is back."
-      : "Could not reach the server. Your prompt is kept; try again when it is back.";
+      ? text("offlineMessage", "You are offline. Your prompt is kept; generate again when the connection is back.")
+      : text("unreachableMessage", "Could not reach the server. Your prompt is kept; try again when it is back.");
     results.prepend(box);
   });
 

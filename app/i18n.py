@@ -1,0 +1,69 @@
+"""English and German UI with Flask-Babel: message catalogues in `translations/`.
+
+The language comes from `?lang=` (remembered in a cookie), then the cookie, then the browser's
+`Accept-Language`; English otherwise. Dates are formatted for the chosen locale.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from flask import Flask, Response, redirect, request
+from flask_babel import Babel, format_date, get_locale, get_translations
+
+LANGUAGES = {"en": "English", "de": "Deutsch"}
+COOKIE = "lang"
+
+
+def N_(message: str) -> str:  # noqa: N802 - the conventional gettext marker name
+    """Marks a fixed message for the catalogue; it is translated where it is shown (`tr`)."""
+    return message
+
+
+def select_locale() -> str:
+    chosen = request.args.get("lang") or request.cookies.get(COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(list(LANGUAGES)) or "en"
+
+
+def local_date(value: str | date | datetime, format: str = "medium") -> str:
+    """A date (or ISO date string) formatted for the current locale: 27.11.2026 / Nov 27, 2026."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value[:10])
+        except ValueError:
+            return value
+    return format_date(value, format=format)
+
+
+def translate(message: str) -> str:
+    """The translation of a message known at runtime (an error, a notice), as plain text.
+
+    Templates use this filter, not `_()`, for such messages: `_()` marks its result safe, which
+    is right for literal strings in templates but never for text that may carry user input.
+    """
+    return get_translations().ugettext(str(message))
+
+
+def init_app(app: Flask, root: Path) -> None:
+    Babel(app, locale_selector=select_locale, default_translation_directories=str(root / "translations"))
+    app.add_template_filter(local_date, "local_date")
+    app.add_template_filter(translate, "tr")
+    app.add_template_global(LANGUAGES, "languages")
+    app.add_template_global(lambda: str(get_locale() or "en"), "current_language")
+
+    @app.before_request
+    def remember_language() -> Response | None:
+        """`?lang=de` on a page: remember it and show the same page without the parameter."""
+        chosen = request.args.get("lang")
+        if request.method != "GET" or chosen not in LANGUAGES:
+            return None
+        args = request.args.to_dict(flat=False)
+        args.pop("lang", None)
+        query = urlencode(args, doseq=True)
+        response = redirect(request.path + (f"?{query}" if query else ""))
+        response.set_cookie(COOKIE, chosen, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+        return response
