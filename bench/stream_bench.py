@@ -5,7 +5,8 @@ Time to first token (TTFT) through the app — the htmx POST that stores the pro
 event stream up to its first token — is compared with the `openai` client streaming from the same
 server directly; the non-streaming JSON path likewise. Then 64 users each stream an answer at
 once: every user sends a prompt, then all open their streams together (the upstream sends 20
-chunks, 100 ms apart, so every stream is open at the same time).
+chunks, 100 ms apart, so every stream is open at the same time). Last, a bounded load test: 64
+users each make 10 requests, alternating a JSON generation and the main page.
 """
 
 from __future__ import annotations
@@ -127,6 +128,51 @@ def one_stream(base: str, n: int, results: list, lock: threading.Lock, ready: th
         results.append(ok)
 
 
+def load_user(base: str, n: int, count: int, latencies: list, errors: list, lock: threading.Lock) -> None:
+    """One user of the load test: `count` requests, alternating a JSON generation and the page."""
+    http = requests.Session()
+    for i in range(count):
+        start = time.perf_counter()
+        try:
+            if i % 2:
+                response = http.get(base + "/", timeout=60)
+            else:
+                response = http.post(base + "/generate_code", data={"prompt": f"load {n} {i}"}, timeout=60)
+            ok = response.status_code == 200
+        except requests.RequestException:
+            ok = False
+        elapsed = (time.perf_counter() - start) * 1000
+        with lock:
+            latencies.append(elapsed)
+            if not ok:
+                errors.append(i)
+
+
+def load_test(base: str, users: int, per_user: int) -> tuple:
+    """`users` concurrent users, each making `per_user` requests: errors, throughput, p95."""
+    latencies: list[float] = []
+    errors: list[int] = []
+    lock = threading.Lock()
+    threads = [
+        threading.Thread(target=load_user, args=(base, n, per_user, latencies, errors, lock))
+        for n in range(users)
+    ]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    elapsed = time.perf_counter() - start
+    p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 20 else max(latencies, default=0)
+    total = users * per_user
+    return (
+        f"load: {users} concurrent users × {per_user} requests (JSON generation and page, alternating)",
+        f"{len(errors)} errors of {total}; {total / elapsed:.0f} requests/s; p95 {p95:.0f} ms",
+        "0 errors",
+        "met" if not errors and len(latencies) == total else "missed",
+    )
+
+
 def run(samples: int = 30, users: int = 64) -> list[tuple]:
     upstream = FakeUpstream().start()
     rows: list[tuple] = []
@@ -191,6 +237,7 @@ def run(samples: int = 30, users: int = 64) -> list[tuple]:
                 t.join(timeout=120)
             elapsed = time.perf_counter() - start
             errors = users - sum(results)
+            load_row = load_test(server.url, users, 10)
             rows.append(
                 (
                     f"{users} concurrent streams on the production config (2 workers × 40 threads)",
@@ -200,6 +247,7 @@ def run(samples: int = 30, users: int = 64) -> list[tuple]:
                     "met" if errors == 0 and upstream.streams_peak >= users else "missed",
                 )
             )
+            rows.append(load_row)
     finally:
         upstream.stop()
     return rows

@@ -33,6 +33,7 @@ def test_bench_writes_a_table_with_each_figure(tmp_path: Path):
         "time to first token, app vs openai client",
         "POST /generate_code (JSON, non-streaming) p50",
         "4 concurrent streams on the production config",
+        "load: 4 concurrent users × 10 requests",
         "image pipeline 1024×1024 PNG",
         "image pipeline 1792×1024 PNG",
     )
