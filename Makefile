@@ -50,7 +50,11 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(VENV)/.dev browser lint
+# axe-core for the accessibility tests, pinned in tests/js/package-lock.json.
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
+test: $(VENV)/.dev browser lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev

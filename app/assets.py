@@ -1,16 +1,22 @@
-"""Fingerprinted static assets: `asset('css/app.css')` → `/static/css/app.css?v=<content hash>`.
+"""Static assets: fingerprinted URLs, precompressed bodies, lean headers.
 
-A fingerprinted URL changes whenever the file does, so it is served with a year-long immutable
-cache; plain /static/ URLs are revalidated. The hashes are computed once per process.
+`asset('css/app.css')` gives `/static/css/app.css?v=<content hash>`. A fingerprinted URL changes
+whenever the file does, so it is served with a year-long immutable cache; plain /static/ URLs
+are revalidated. Text assets are compressed once per process at the best brotli (and gzip)
+level and served from memory, so the page's first load stays small and cheap to serve.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import mimetypes
 from functools import cache
 from pathlib import Path
 
-from flask import Flask, Response, request, url_for
+import brotli
+from flask import Flask, Response, abort, request, url_for
+from werkzeug.security import safe_join
 
 # Everything the page shell needs; also what the service worker precaches.
 SHELL_ASSETS = (
@@ -21,32 +27,75 @@ SHELL_ASSETS = (
     "vendor/htmx-2.0.11.min.js",
     "vendor/htmx-ext-sse-2.2.4.js",
     "icons/icon.svg",
-    "icons/icon-192.png",
+)
+COMPRESSIBLE = (".css", ".js", ".svg", ".webmanifest", ".json", ".txt")
+# Headers that only matter for documents; a stylesheet or script does not need them.
+DOCUMENT_ONLY = (
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "Permissions-Policy",
+    "Cross-Origin-Opener-Policy",
 )
 
 
 def init_app(app: Flask) -> None:
-    static = Path(app.static_folder or "static")
+    static = Path(app.static_folder or "static").resolve()
 
     @cache
-    def fingerprint(filename: str) -> str:
-        return hashlib.sha256((static / filename).read_bytes()).hexdigest()[:12]
+    def load(filename: str) -> tuple[bytes, bytes | None, bytes | None, str]:
+        """The file's bytes, its brotli and gzip forms (for text), and its fingerprint."""
+        path = safe_join(str(static), filename)
+        if path is None or not Path(path).is_file():
+            raise FileNotFoundError(filename)
+        data = Path(path).read_bytes()
+        if filename.endswith(COMPRESSIBLE):
+            return data, brotli.compress(data, quality=11), gzip.compress(data, 9, mtime=0), _digest(data)
+        return data, None, None, _digest(data)
 
     def asset(filename: str) -> str:
-        return url_for("static", filename=filename, v=fingerprint(filename))
+        return url_for("static", filename=filename, v=load(filename)[3])
 
     def shell_version() -> str:
-        return hashlib.sha256("".join(fingerprint(f) for f in SHELL_ASSETS).encode()).hexdigest()[:12]
+        return hashlib.sha256("".join(load(f)[3] for f in SHELL_ASSETS).encode()).hexdigest()[:12]
 
+    def serve_static(filename: str) -> Response:
+        try:
+            data, br, gz, digest = load(filename)
+        except FileNotFoundError:
+            abort(404)
+        accepted = request.headers.get("Accept-Encoding", "")
+        body, encoding = data, None
+        if br is not None and "br" in accepted:
+            body, encoding = br, "br"
+        elif gz is not None and "gzip" in accepted:
+            body, encoding = gz, "gzip"
+        response = Response(body, mimetype=mimetypes.guess_type(filename)[0] or "application/octet-stream")
+        if encoding:
+            response.headers["Content-Encoding"] = encoding
+        if br is not None:
+            response.headers["Vary"] = "Accept-Encoding"
+        if request.args.get("v") == digest:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        else:
+            response.headers["Cache-Control"] = "no-cache"
+            response.set_etag(digest)
+            response.make_conditional(request)
+        return response
+
+    app.view_functions["static"] = serve_static
     app.add_template_global(asset, "asset")
     app.add_template_global(shell_version, "shell_version")
     app.add_template_global(SHELL_ASSETS, "shell_assets")
 
     @app.after_request
-    def cache_static(response: Response) -> Response:
+    def lean_static_headers(response: Response) -> Response:
+        """Static files carry only what a browser needs for them (every byte of the first load
+        counts): the document-only security headers and the request id are dropped."""
         if request.endpoint == "static":
-            if request.args.get("v"):
-                response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-            else:
-                response.headers["Cache-Control"] = "no-cache"
+            for name in (*DOCUMENT_ONLY, "X-Request-Id"):
+                response.headers.pop(name, None)
         return response
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]

@@ -37,7 +37,16 @@ log = logging.getLogger("app.auth")
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Reachable without logging in: the login itself, health checks, and what the login page needs.
-OPEN_ENDPOINTS = ("auth.login", "web.healthz", "web.readyz", "static")
+OPEN_ENDPOINTS = (
+    "auth.login",
+    "web.healthz",
+    "web.readyz",
+    "static",
+    # The app shell holds no history: the login page may register the worker and manifest.
+    "pwa.service_worker",
+    "pwa.manifest",
+    "pwa.offline",
+)
 
 
 class SessionInterface(SecureCookieSessionInterface):

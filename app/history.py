@@ -160,11 +160,22 @@ class Entry:
     usage: dict[str, int] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     dimensions: list[int] = field(default_factory=list)
+    # Conversations: the permalink of the turn this one follows up, and of the first turn.
+    parent: str | None = None
+    root: str | None = None
+    turn: int = 1
+    followups: int = 0  # live turns that follow up this one; History shows a thread's latest
+    context_dropped: int = 0  # earlier turns left out of the context to fit the budget
     deleted: bool = False
 
     @property
     def permalink(self) -> str:
         return f"/chatlog/{self.date}/{self.index}"
+
+    @property
+    def thread(self) -> str:
+        """The permalink of the conversation's first turn (its own for a single exchange)."""
+        return self.root or self.permalink
 
     @property
     def image_url(self) -> str | None:
@@ -364,30 +375,50 @@ class ChatLog:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def begin(self, kind: str, prompt: str, model: str, *, demo: bool = False) -> Entry:
-        """Store a new pending entry for `prompt` before the upstream is asked, and return it."""
+    def begin(
+        self, kind: str, prompt: str, model: str, *, demo: bool = False, parent: Entry | None = None
+    ) -> Entry:
+        """Store a new pending entry for `prompt` before the upstream is asked, and return it.
+
+        With `parent`, the entry is the next turn of the parent's conversation.
+        """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
         now = self.clock()
         date = now.date().isoformat()
-        # The pending prompt is written atomically (a crash of the process never loses or tears
-        # it) but not fsynced: nothing is acknowledged yet, and finish() makes the day durable.
-        with self.lock, self._db(date, durable=False) as db:
-            table = db.table(TABLE)
-            index = self._next_index(table, date)
-            entry = Entry(
-                id=uuid.uuid4().hex,
-                date=date,
-                index=index,
-                created_at=now.isoformat(timespec="seconds"),
-                kind=kind,
-                prompt=prompt,
-                model=model,
-                demo=demo,
-            )
-            table.insert(Document(entry.to_dict(), doc_id=index + 1))
-            self._reserve_sequence(date, index)
+        with self.lock:
+            if parent is not None:
+                self._count_followup(parent, +1)
+            # The pending prompt is written atomically (a crash of the process never loses or
+            # tears it) but not fsynced: nothing is acknowledged yet; finish() makes it durable.
+            with self._db(date, durable=False) as db:
+                table = db.table(TABLE)
+                index = self._next_index(table, date)
+                entry = Entry(
+                    id=uuid.uuid4().hex,
+                    date=date,
+                    index=index,
+                    created_at=now.isoformat(timespec="seconds"),
+                    kind=kind,
+                    prompt=prompt,
+                    model=model,
+                    demo=demo,
+                    parent=parent.permalink if parent else None,
+                    root=parent.thread if parent else None,
+                    turn=parent.turn + 1 if parent else 1,
+                )
+                table.insert(Document(entry.to_dict(), doc_id=index + 1))
+                self._reserve_sequence(date, index)
         return entry
+
+    def _count_followup(self, entry: Entry, step: int) -> None:
+        """Count a follow-up turn on `entry` (under the lock, in its own day's transaction)."""
+        with self._db(entry.date) as db:
+            table = db.table(TABLE)
+            stored = table.get(doc_id=entry.index + 1)
+            if stored is None or stored.get("id") != entry.id or stored.get("deleted"):
+                return
+            table.update({"followups": max(0, stored.get("followups", 0) + step)}, doc_ids=[entry.index + 1])
 
     def _update(self, entry: Entry, **changes: Any) -> Entry:
         with self.lock, self._db(entry.date) as db:
@@ -417,28 +448,42 @@ class ChatLog:
         """Delete one entry, leaving a tombstone; returns what was deleted (None if nothing)."""
         if not DATE_RE.match(date) or index < 0 or not self._path(date).exists():
             return None
-        with self.lock, self._db(date) as db:
-            table = db.table(TABLE)
-            stored = table.get(doc_id=index + 1)
-            if stored is None or stored.get("deleted"):
-                return None
-            table.update(self._tombstone(stored), doc_ids=[index + 1])
+        with self.lock:
+            with self._db(date) as db:
+                table = db.table(TABLE)
+                stored = table.get(doc_id=index + 1)
+                if stored is None or stored.get("deleted"):
+                    return None
+                table.update(self._tombstone(stored), doc_ids=[index + 1])
+            self._release_parent(stored)
         return Entry.from_dict(stored)
+
+    def _release_parent(self, deleted: dict[str, Any]) -> None:
+        """A deleted turn no longer hides its parent from History."""
+        if deleted.get("parent") and (target := parse_cursor(deleted["parent"].removeprefix("/chatlog/"))):
+            parent = self.get(*target)
+            if parent is not None and not parent.deleted:
+                self._count_followup(parent, -1)
 
     def delete_day(self, date: str) -> list[Entry]:
         """Delete every entry of a date (tombstones keep its indexes unused); returns them."""
         if not DATE_RE.match(date) or not self._path(date).exists():
             return []
-        with self.lock, self._db(date) as db:
-            table = db.table(TABLE)
-            live = [doc for doc in table.all() if not doc.get("deleted")]
+        with self.lock:
+            with self._db(date) as db:
+                table = db.table(TABLE)
+                live = [doc for doc in table.all() if not doc.get("deleted")]
+                for doc in live:
+                    table.update(self._tombstone(doc), doc_ids=[doc.doc_id])
             for doc in live:
-                table.update(self._tombstone(doc), doc_ids=[doc.doc_id])
+                if doc.get("parent") and not doc["parent"].startswith(f"/chatlog/{date}/"):
+                    self._release_parent(doc)
         return [Entry.from_dict(doc) for doc in live]
 
     @staticmethod
     def _tombstone(stored: dict[str, Any]) -> dict[str, Any]:
         # The content goes; only what keeps the permalink meaningful (410, not reused) stays.
+        # `parent` and `root` stay too: later turns of a conversation remain linked through it.
         return {"deleted": True, "prompt": "", "response": "", "error": None, "image_file": None, "usage": {}}
 
     # -- reads -------------------------------------------------------------------------------
@@ -453,26 +498,33 @@ class ChatLog:
         return None
 
     def iter_entries(
-        self, *, newest_first: bool = True, until: str | None = None
+        self, *, newest_first: bool = True, until: str | None = None, since: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Raw live entries (no tombstones), a day at a time: only as many days are read as used.
 
-        `until` (newest first only) skips the dates after it without reading them.
+        `until` and `since` skip the dates after / before them without reading them.
         """
         dates = self.dates()
         if until is not None:
             dates = [d for d in dates if d <= until]
+        if since is not None:
+            dates = [d for d in dates if d >= since]
         for date in reversed(dates) if newest_first else dates:
             entries = [e for e in self._read_day(date) if not e.get("deleted")]
             yield from reversed(entries) if newest_first else entries
 
     def page(self, limit: int, before: str | None = None) -> Page:
-        """Up to `limit` entries, newest first, older than the cursor `before` ("<date>/<index>")."""
+        """Up to `limit` entries, newest first, older than the cursor `before` ("<date>/<index>").
+
+        A conversation appears once, as its latest turn (earlier turns have follow-ups).
+        """
         start = parse_cursor(before)
         picked: list[dict[str, Any]] = []
         more = False
         for raw in self.iter_entries(until=start[0] if start else None):
             if start and (raw["date"], raw["index"]) >= start:
+                continue
+            if raw.get("followups", 0) > 0:
                 continue
             if len(picked) == limit:
                 more = True
@@ -528,6 +580,32 @@ class ChatLog:
             with self._cache_lock:
                 self._folded[date] = folded
         return entries, folded[1]
+
+    def conversation(self, entry: Entry) -> list[Entry]:
+        """Every live turn of `entry`'s conversation in order (just `entry` for a single one)."""
+        thread = entry.thread
+        target = parse_cursor(thread.removeprefix("/chatlog/"))
+        if target is None:
+            return [entry]
+        turns = [
+            Entry.from_dict(raw)
+            for raw in self.iter_entries(newest_first=False, since=target[0])
+            if raw.get("root") == thread or (raw["date"], raw["index"]) == target
+        ]
+        return turns or [entry]
+
+    def chain(self, entry: Entry) -> list[Entry]:
+        """The turns `entry` follows up, oldest first, ending with `entry` (deleted ones skipped)."""
+        turns: list[Entry] = []
+        current: Entry | None = entry
+        for _ in range(10_000):  # bounded: a chain never loops, but a hand-edited file might
+            if current is None:
+                break
+            if not current.deleted:
+                turns.append(current)
+            parent = parse_cursor((current.parent or "").removeprefix("/chatlog/"))
+            current = self.get(*parent) if parent else None
+        return list(reversed(turns))
 
     def search(self, query: str, limit: int = 100) -> list[Entry]:
         """Entries whose prompt or answer contains `query` (case-insensitive), newest first."""

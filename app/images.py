@@ -20,12 +20,14 @@ import os
 import re
 import socket
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from PIL import Image, UnidentifiedImageError
 
 from .i18n import N_
@@ -101,18 +103,24 @@ def fetch_image(
     (a local model server), nothing else may.
     """
     trusted = _host_port(trusted_upstream) if trusted_upstream else None
+    # `timeout` bounds the whole download (every hop and every byte), not each socket read.
+    deadline = time.monotonic() + timeout
     session = requests.Session()
     try:
         for _ in range(MAX_REDIRECTS + 1):
             _check_address(url, trusted)
-            with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
+            remaining = _remaining(deadline)
+            with session.get(url, timeout=remaining, stream=True, allow_redirects=False) as response:
                 if response.is_redirect:
                     url = urljoin(url, response.headers.get("Location", ""))
                     continue
-                return _read_image_body(response, max_bytes)
+                return _read_image_body(response, max_bytes, deadline)
         raise BadImage(N_("The image URL redirected too often."))
-    except requests.Timeout:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
         raise UpstreamTimeout(N_("Downloading the generated image timed out.")) from None
+    except urllib3.exceptions.HTTPError as e:  # raised by the body reads: a cut-off connection
+        log.error("Image download failed: %s", type(e).__name__)
+        raise BadImage(N_("The generated image could not be downloaded.")) from None
     except requests.RequestException as e:
         log.error("Image download failed: %s", type(e).__name__)
         raise BadImage(N_("The generated image could not be downloaded.")) from None
@@ -120,7 +128,14 @@ def fetch_image(
         session.close()
 
 
-def _read_image_body(response: requests.Response, max_bytes: int) -> bytes:
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise UpstreamTimeout(N_("Downloading the generated image timed out."))
+    return remaining
+
+
+def _read_image_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
     if response.status_code != 200:
         raise BadImage(f"Downloading the image failed ({response.status_code}).")
     ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -130,7 +145,13 @@ def _read_image_body(response: requests.Response, max_bytes: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise BadImage(N_("The upstream's image is too large."))
     chunks, total = [], 0
-    for chunk in response.iter_content(64 * 1024):
+    while True:
+        _remaining(deadline)
+        # read1 returns what has arrived (at most 64 KiB) instead of waiting for a full buffer,
+        # so a trickling body cannot hold the download past the deadline.
+        chunk = response.raw.read1(64 * 1024, decode_content=True)
+        if not chunk:
+            break
         total += len(chunk)
         if total > max_bytes:
             raise BadImage(N_("The upstream's image is too large."))

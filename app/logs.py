@@ -114,5 +114,6 @@ def configure_logging(app: Flask, data_dir: Path, level: str, secrets: tuple[str
 
     @app.after_request
     def echo_request_id(response):
-        response.headers["X-Request-Id"] = g.get("request_id", "-")
+        if request.endpoint != "static":  # static files stay lean; their requests are not logged
+            response.headers["X-Request-Id"] = g.get("request_id", "-")
         return response

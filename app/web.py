@@ -465,6 +465,8 @@ def readyz():
 @bp.after_app_request
 def vary_on_htmx(response: Response) -> Response:
     """Every response may differ by HX-Request (fragment vs page/JSON); caches must know."""
+    if request.endpoint == "static":
+        return response
     response.vary.add("HX-Request")
     if request.path != "/" and not request.path.startswith("/static/"):
         response.vary.add("Accept")

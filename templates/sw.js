@@ -16,7 +16,13 @@ const PRECACHE = [
 ];
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(SHELL).then((cache) => cache.addAll(PRECACHE)).then(() => self.skipWaiting()));
+  event.waitUntil(
+    Promise.all([
+      caches.open(SHELL).then((cache) => cache.addAll(PRECACHE)),
+      // The start page, so the installed app opens offline even if "/" loaded before this worker.
+      caches.open(PAGES).then((cache) => cache.add("/")).catch(() => undefined),
+    ]).then(() => self.skipWaiting())
+  );
 });
 
 self.addEventListener("activate", (event) => {

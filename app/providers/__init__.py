@@ -114,7 +114,7 @@ class Provider(Protocol):
     def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextStream:
         """Start a streamed answer; raises UpstreamError if the upstream refuses to start."""
 
-    def generate_image(self, prompt: str, options: ImageOptions) -> ImageAnswer:
+    def generate_image(self, prompt: str, options: ImageOptions, timeout: float | None = None) -> ImageAnswer:
         """Generate one image for `prompt` with the (validated) size, quality and style."""
 
     def list_models(self) -> list[str]:

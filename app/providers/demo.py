@@ -160,5 +160,5 @@ class DemoProvider:
     def list_models(self) -> list[str]:
         return ["demo"]
 
-    def generate_image(self, prompt: str, options: ImageOptions) -> ImageAnswer:
+    def generate_image(self, prompt: str, options: ImageOptions, timeout: float | None = None) -> ImageAnswer:
         return ImageAnswer(model="demo", data=demo_image(prompt, options.size))

@@ -261,12 +261,12 @@ class OpenAIProvider:
             page = self.client.models.list(timeout=10)
         return sorted({m.id for m in page.data if getattr(m, "id", None)})
 
-    def generate_image(self, prompt: str, options: ImageOptions) -> ImageAnswer:
+    def generate_image(self, prompt: str, options: ImageOptions, timeout: float | None = None) -> ImageAnswer:
         """One image; the answer carries either decoded `b64_json` bytes or the URL to fetch."""
         extra = {k: v for k, v in (("quality", options.quality), ("style", options.style)) if v}
         with translate_errors("Image generation"):
             result = self.client.images.generate(
-                model=self.image_model, prompt=prompt, size=options.size, n=1, **extra
+                model=self.image_model, prompt=prompt, size=options.size, n=1, timeout=timeout, **extra
             )
         if not result.data:
             log.error("Kein Bild in der Antwort gefunden.")
