@@ -44,6 +44,8 @@ class Settings:
     upstream_retries: int = 2
     max_prompt_chars: int = 32_000
     history_sidebar_limit: int = 50
+    system_prompt: str | None = None
+    context_chars: int = 24_000
     allow_unauthenticated: bool = False
     rate_limit: str = "30 per minute"
     login_rate_limit: str = "5 per minute"
@@ -185,6 +187,10 @@ def load_settings(
         kwargs["upstream_timeout"] = _float("UPSTREAM_TIMEOUT", raw, 1, 3600)
     if raw := get("UPSTREAM_RETRIES"):
         kwargs["upstream_retries"] = _int("UPSTREAM_RETRIES", raw, 0, 5)
+    if raw := get("SYSTEM_PROMPT"):
+        kwargs["system_prompt"] = raw
+    if raw := get("CONTEXT_CHARS"):
+        kwargs["context_chars"] = _int("CONTEXT_CHARS", raw, 1_000, 2_000_000)
     if raw := get("ALLOW_UNAUTHENTICATED"):
         kwargs["allow_unauthenticated"] = _bool("ALLOW_UNAUTHENTICATED", raw)
     for name, key in (("RATE_LIMIT", "rate_limit"), ("LOGIN_RATE_LIMIT", "login_rate_limit")):

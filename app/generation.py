@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from . import image_options
 from .config import Settings
-from .history import ChatLog, Entry
+from .history import ChatLog, Entry, parse_cursor
 from .i18n import N_
 from .image_options import ImageOptions
 from .images import ImageStore, fetch_image, redact_url
@@ -166,21 +166,64 @@ class Generator:
                 self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def find_parent(self, raw: object) -> Entry | None:
+        """The entry a follow-up continues, from its permalink; None without one.
+
+        PromptError when the permalink is malformed, unknown, deleted, or not a finished answer.
+        """
+        if raw in (None, ""):
+            return None
+        target = parse_cursor(raw.removeprefix("/chatlog/")) if isinstance(raw, str) else None
+        parent = self.chatlog.get(*target) if target else None
+        if parent is None or parent.deleted:
+            raise PromptError(N_("The entry to follow up does not exist (any more)."))
+        if parent.status == "pending":
+            raise PromptError(N_("The entry to follow up is still being answered."))
+        return parent
+
+    def context(self, entry: Entry) -> tuple[list[dict[str, str]], int]:
+        """The `messages` for `entry`: SYSTEM_PROMPT, the earlier turns of its conversation
+        (user/assistant, oldest first), then its own prompt; and how many earlier turns were
+        left out to keep within CONTEXT_CHARS (the oldest go first; the new prompt always stays).
+        """
+        turns: list[tuple[str, str]] = []
+        for turn in self.chatlog.chain(entry)[:-1]:
+            if turn.kind == "code" and turn.response and turn.status in ("done", "stopped"):
+                turns.append((turn.prompt, turn.response))
+        budget = self.settings.context_chars - len(entry.prompt) - len(self.settings.system_prompt or "")
+        kept: list[tuple[str, str]] = []
+        for prompt, answer in reversed(turns):
+            if len(prompt) + len(answer) > budget:
+                break
+            kept.insert(0, (prompt, answer))
+            budget -= len(prompt) + len(answer)
+        messages = (
+            [{"role": "system", "content": self.settings.system_prompt}]
+            if self.settings.system_prompt
+            else []
+        )
+        for prompt, answer in kept:
+            messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        messages.append({"role": "user", "content": entry.prompt})
+        return messages, len(turns) - len(kept)
+
     def _fail(self, entry: Entry, error: UpstreamError) -> GenerationFailed:
         return GenerationFailed(self.chatlog.fail(entry, error.message, partial=error.partial), error)
 
     # -- code / text -------------------------------------------------------------------------
 
-    def start_code(self, prompt: str, model: str | None = None) -> Entry:
+    def start_code(self, prompt: str, model: str | None = None, parent: Entry | None = None) -> Entry:
         """Store the prompt as a pending code entry (the first half of a streamed answer)."""
-        return self.chatlog.begin("code", prompt, model or self.provider.chat_model, demo=self.provider.demo)
+        return self.chatlog.begin(
+            "code", prompt, model or self.provider.chat_model, demo=self.provider.demo, parent=parent
+        )
 
-    def generate_code(self, prompt: str, model: str | None = None) -> Entry:
+    def generate_code(self, prompt: str, model: str | None = None, parent: Entry | None = None) -> Entry:
         """Answer `prompt` with the chat model; raise GenerationFailed after storing the failure."""
-        entry = self.start_code(prompt, model)
+        entry = self.start_code(prompt, model, parent)
         log.debug("Sende Anfrage an OpenAI API... (chat, model %s, %d characters)", entry.model, len(prompt))
         deadline = time.monotonic() + self.settings.upstream_timeout
-        messages = [{"role": "user", "content": prompt}]
+        messages, dropped = self.context(entry)
         try:
             answer = self._with_retries(
                 lambda timeout: self.provider.complete(messages, entry.model, timeout), deadline
@@ -198,7 +241,9 @@ class Generator:
             len(answer.text),
             answer.usage or "n/a",
         )
-        return self.chatlog.finish(entry, answer.text, model=answer.model, usage=answer.usage)
+        return self.chatlog.finish(
+            entry, answer.text, model=answer.model, usage=answer.usage, context_dropped=dropped
+        )
 
     def stop_path(self, entry: Entry) -> Path:
         return self.run_dir / f"{entry.id}.stop"
@@ -281,7 +326,7 @@ class Generator:
         """
         log.debug("Sende Anfrage an OpenAI API... (chat stream, model %s)", entry.model)
         deadline = time.monotonic() + self.settings.upstream_timeout
-        messages = [{"role": "user", "content": entry.prompt}]
+        messages, dropped = self.context(entry)
         parts: list[str] = []
         usage: dict[str, int] = {}
         model = entry.model
@@ -321,7 +366,7 @@ class Generator:
                     len(text),
                     usage or "n/a",
                 )
-                outcome = self.chatlog.finish(entry, text, model=model, usage=usage)
+                outcome = self.chatlog.finish(entry, text, model=model, usage=usage, context_dropped=dropped)
         except UpstreamError as error:
             error.partial = error.partial or "".join(parts)
             outcome = self.chatlog.fail(entry, error.message, partial=error.partial, usage=usage)
@@ -346,10 +391,18 @@ class Generator:
         except ValueError as e:
             raise PromptError(str(e)) from None
 
-    def generate_image(self, prompt: str, options: ImageOptions | None = None) -> Entry:
-        """Generate, validate and store one image for `prompt` as this entry's own file."""
+    def generate_image(
+        self, prompt: str, options: ImageOptions | None = None, parent: Entry | None = None
+    ) -> Entry:
+        """Generate, validate and store one image for `prompt` as this entry's own file.
+
+        With `parent` (an image entry) it is a variation: a new image from the edited prompt,
+        linked to the earlier one. The image APIs take no conversation, so only the prompt counts.
+        """
         options = options or self.image_options()
-        entry = self.chatlog.begin("image", prompt, self.provider.image_model, demo=self.provider.demo)
+        entry = self.chatlog.begin(
+            "image", prompt, self.provider.image_model, demo=self.provider.demo, parent=parent
+        )
         log.debug("Sende Anfrage an OpenAI API... (image, model %s, %s)", entry.model, options.as_dict())
         deadline = time.monotonic() + self.settings.upstream_timeout
         try:

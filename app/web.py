@@ -95,6 +95,7 @@ def _generated(kind: str) -> Response:
             if kind == "image"
             else None
         )
+        parent = generator.find_parent(read_field("parent") or read_field("conversation_id"))
         generator.check_daily_cap()
     except (PromptError, DailyCapReached) as e:
         status = 429 if isinstance(e, DailyCapReached) else 400
@@ -103,14 +104,16 @@ def _generated(kind: str) -> Response:
             return make_response(body, 200, {"X-Error-Status": str(status)})
         return make_response(jsonify(error=e.message), status)
     if kind == "code" and htmx:
-        entry = generator.start_code(prompt, model)
-        body = render_template("partials/_stream_start.html", entry=entry, page=_sidebar_page())
+        entry = generator.start_code(prompt, model, parent)
+        body = render_template(
+            "partials/_stream_start.html", entry=entry, page=_sidebar_page(), continues=parent is not None
+        )
         return make_response(body)
     try:
         entry = (
-            generator.generate_code(prompt, model)
+            generator.generate_code(prompt, model, parent)
             if kind == "code"
-            else generator.generate_image(prompt, options)
+            else generator.generate_image(prompt, options, parent)
         )
     except GenerationFailed as failed:
         headers = {}
@@ -129,16 +132,37 @@ def _generated(kind: str) -> Response:
         }
         return make_response(jsonify(payload), failed.error.status, headers)
     if htmx:
-        body = render_template("partials/_generate_response.html", entry=entry, page=_sidebar_page())
+        body = render_template(
+            "partials/_generate_response.html",
+            entry=entry,
+            page=_sidebar_page(),
+            continues=parent is not None,
+        )
         return make_response(body, 200, {"HX-Trigger": "generated"})
     field = "code" if kind == "code" else "image_url"
-    return jsonify(
-        {
-            field: entry.response,
-            "entry": entry.permalink,
-            "model": entry.model,
-            "demo": generator.provider.demo,
-        }
+    payload = {
+        field: entry.response,
+        "entry": entry.permalink,
+        "model": entry.model,
+        "demo": generator.provider.demo,
+    }
+    if entry.parent:
+        payload.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
+    return jsonify(payload)
+
+
+@bp.get("/followup")
+def followup():
+    """The follow-up chip of the prompt form: which entry the next prompt continues (or none).
+
+    For an image entry (a variation) the prompt box is refilled with its prompt to edit.
+    """
+    try:
+        parent = _generator().find_parent(request.args.get("parent"))
+    except PromptError as e:
+        return render_template("partials/_error.html", message=e.message)
+    return render_template(
+        "partials/_followup.html", parent=parent, refill=parent is not None and parent.kind == "image"
     )
 
 
@@ -216,10 +240,19 @@ def models():
 
 @bp.get("/")
 def index() -> str:
+    parent = None
+    if request.args.get("parent"):
+        try:
+            parent = _generator().find_parent(request.args.get("parent"))
+        except PromptError:
+            parent = None
     return render_template(
         "index.html",
+        parent=parent,
         page=_sidebar_page(),
-        prefill=request.args.get("prompt", "")[: current_app.config["SETTINGS"].max_prompt_chars],
+        prefill=(request.args.get("prompt") or (parent.prompt if parent and parent.kind == "image" else ""))[
+            : current_app.config["SETTINGS"].max_prompt_chars
+        ],
         default_model=_generator().provider.chat_model,
         image_caps=image_options.capabilities(_generator().provider.image_model),
         image_default_size=_generator().image_options().size,
@@ -270,7 +303,16 @@ def chatlog_full_json():
 
 @bp.get("/chatlog.md")
 def chatlog_markdown():
-    body = render_template("chatlog.md", days=_chatlog().days(newest_first=False))
+    chatlog = _chatlog()
+    days = chatlog.days(newest_first=False)
+    # Conversations read as threads: each follow-up is shown under its first turn.
+    threads: dict[str, list[Entry]] = {}
+    for day in days:
+        for entry in day.entries:
+            if entry.root:
+                threads.setdefault(entry.root, []).append(entry)
+    starts = {e.permalink for d in days for e in d.entries}
+    body = render_template("chatlog.md", days=days, threads=threads, starts=starts)
     return Response(body, mimetype="text/markdown")
 
 
@@ -321,6 +363,10 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         data["image_url"] = entry.image_url
     if entry.error:
         data["error"] = entry.error
+    if entry.parent or entry.root:
+        data.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
+    if entry.context_dropped:
+        data["context_dropped"] = entry.context_dropped
     return data
 
 
@@ -335,7 +381,8 @@ def view_entry(date: str, index: int):
         return jsonify(entry_json(entry))
     if htmx:
         return render_template("partials/_entry.html", entry=entry)
-    return render_template("entry.html", entry=entry, page=_sidebar_page())
+    turns = _chatlog().conversation(entry)
+    return render_template("entry.html", entry=entry, turns=turns, page=_sidebar_page())
 
 
 @bp.get("/chatlog/<date>/<int:index>/code/<int:n>")

@@ -138,6 +138,25 @@ DE = {
     "Close": "Schließen",
     "streaming…": "wird gestreamt …",
     "Stop": "Stopp",
+    "The entry to follow up does not exist (any more).": "Der Eintrag, an den angeknüpft werden soll, existiert nicht (mehr).",
+    "The entry to follow up is still being answered.": "Der Eintrag, an den angeknüpft werden soll, wird noch beantwortet.",
+    'Variation of <a href="%(link)s">“%(prompt)s”</a>: edit the prompt and generate an image.': 'Variante von <a href="%(link)s">„%(prompt)s“</a>: Prompt bearbeiten und ein Bild erzeugen.',
+    "The image model makes a new picture from the text; the earlier image is not sent to it.": "Das Bildmodell erzeugt ein neues Bild aus dem Text; das frühere Bild wird nicht mitgeschickt.",
+    'Follow-up (turn %(turn)s) to <a href="%(link)s">“%(prompt)s”</a>: the earlier turns go along as context.': 'Nachfrage (Runde %(turn)s) zu <a href="%(link)s">„%(prompt)s“</a>: die früheren Runden gehen als Kontext mit.',
+    "Start afresh": "Neu beginnen",
+    "turn %(turn)s": "Runde %(turn)s",
+    (
+        "%(n)s earlier turn was left out of the context to keep within its size limit.",
+        "%(n)s earlier turns were left out of the context to keep within its size limit.",
+    ): (
+        "%(n)s frühere Runde wurde weggelassen, damit der Kontext sein Größenlimit einhält.",
+        "%(n)s frühere Runden wurden weggelassen, damit der Kontext sein Größenlimit einhält.",
+    ),
+    "Variation": "Variante",
+    "Follow up": "Nachfragen",
+    "Conversation of %(n)s turns": "Gespräch mit %(n)s Runden",
+    "%(n)s turns": "%(n)s Runden",
+    "Follow up on the focused or newest answer (a variation for an image)": "An die fokussierte oder neueste Antwort anknüpfen (bei einem Bild: Variante)",
 }
 
 

@@ -58,6 +58,14 @@
     } else if (event.key === "j" || event.key === "k") {
       event.preventDefault();
       moveInHistory(event.key === "j" ? 1 : -1);
+    } else if (event.key === "f") {
+      // Follow up on the entry holding focus, else on the newest result.
+      var scope = document.activeElement && document.activeElement.closest && document.activeElement.closest("article.entry");
+      var link = (scope || document).querySelector(".followup-link");
+      if (link) {
+        event.preventDefault();
+        link.click();
+      }
     }
   });
 
@@ -104,6 +112,19 @@
       button.textContent = text("copied", "Copied");
       window.setTimeout(function () { button.textContent = text("copy", "Copy"); }, 1500);
     });
+  });
+
+  // "Follow up" / "Variation": on the generator page, set the form's follow-up in place and go
+  // to the prompt; elsewhere the link opens the generator with it set.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a.followup-link");
+    if (!link || !document.getElementById("followup") || !window.htmx) return;
+    event.preventDefault();
+    window.htmx.ajax("GET", link.getAttribute("data-followup"), { target: "#followup", swap: "outerHTML" })
+      .then(function () {
+        var field = prompt();
+        if (field) field.focus();
+      });
   });
 
   // New content: copy buttons for code blocks; a finished streamed answer clears the prompt.
