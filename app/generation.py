@@ -171,7 +171,7 @@ class Generator:
 
         PromptError when the permalink is malformed, unknown, deleted, or not a finished answer.
         """
-        if raw in (None, ""):
+        if raw is None or raw == "":
             return None
         target = parse_cursor(raw.removeprefix("/chatlog/")) if isinstance(raw, str) else None
         parent = self.chatlog.get(*target) if target else None

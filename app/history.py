@@ -459,11 +459,22 @@ class ChatLog:
         return Entry.from_dict(stored)
 
     def _release_parent(self, deleted: dict[str, Any]) -> None:
-        """A deleted turn no longer hides its parent from History."""
-        if deleted.get("parent") and (target := parse_cursor(deleted["parent"].removeprefix("/chatlog/"))):
-            parent = self.get(*target)
-            if parent is not None and not parent.deleted:
-                self._count_followup(parent, -1)
+        """Keep History's count of follow-ups right when a turn goes: its nearest live ancestor
+        loses this follow-up but inherits the deleted turn's own follow-ups (which continue the
+        same conversation), so a thread stays listed exactly once."""
+        ancestor = self._live_ancestor(deleted.get("parent"))
+        if ancestor is not None:
+            self._count_followup(ancestor, deleted.get("followups", 0) - 1)
+
+    def _live_ancestor(self, permalink: str | None) -> Entry | None:
+        """The first live entry up a parent chain starting at `permalink` (tombstones skipped)."""
+        for _ in range(10_000):  # bounded, as in chain()
+            target = parse_cursor((permalink or "").removeprefix("/chatlog/"))
+            entry = self.get(*target) if target else None
+            if entry is None or not entry.deleted:
+                return entry
+            permalink = entry.parent
+        return None
 
     def delete_day(self, date: str) -> list[Entry]:
         """Delete every entry of a date (tombstones keep its indexes unused); returns them."""

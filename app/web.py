@@ -95,7 +95,10 @@ def _generated(kind: str) -> Response:
             if kind == "image"
             else None
         )
-        parent = generator.find_parent(read_field("parent") or read_field("conversation_id"))
+        parent_field = read_field("parent")
+        parent = generator.find_parent(
+            read_field("conversation_id") if parent_field is None else parent_field
+        )
         generator.check_daily_cap()
     except (PromptError, DailyCapReached) as e:
         status = 429 if isinstance(e, DailyCapReached) else 400

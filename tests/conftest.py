@@ -19,11 +19,19 @@ TEST_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 HX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
+@pytest.fixture(scope="session")
+def shared_upstream() -> Iterator[FakeUpstream]:
     server = FakeUpstream().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def upstream(shared_upstream: FakeUpstream) -> Iterator[FakeUpstream]:
+    """The local OpenAI-compatible server, started once and reset around every test."""
+    shared_upstream.reset()
+    yield shared_upstream
+    shared_upstream.reset()
 
 
 @pytest.fixture

@@ -14,36 +14,13 @@ import requests
 from PIL import Image
 
 from .conftest import HX, TEST_KEY
-from .upstream import FakeUpstream, Reply, chat_completion, png_bytes
+from .upstream import Reply, chat_completion
 
 PERMALINK_RE = re.compile(r"^/chatlog/(\d{4}-\d{2}-\d{2})/(\d+)$")
 IMAGE_URL_RE = re.compile(r"^/images/[0-9a-f]{32}\.png$")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
-
-
-@pytest.fixture(scope="module")
-def shared_upstream():
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(shared_upstream):
-    """conftest's upstream, started once per module (stopping one takes ~0.5 s) and reset per test."""
-
-    def reset() -> None:
-        with shared_upstream._lock:
-            shared_upstream._scripts.clear()
-            shared_upstream.requests.clear()
-        shared_upstream.files = {"/files/image.png": (png_bytes(), "image/png")}
-        shared_upstream.image_mode = "url"
-
-    reset()
-    yield shared_upstream
-    reset()
 
 
 def date_of(permalink: str) -> str:

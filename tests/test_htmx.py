@@ -13,34 +13,11 @@ from html.parser import HTMLParser
 import pytest
 
 from .conftest import HX, TEST_KEY, StreamedAnswer, htmx_generate_code
-from .upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
+from .upstream import Reply, chat_completion, error_body
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 PERMALINK_RE = re.compile(r"^/chatlog/\d{4}-\d{2}-\d{2}/\d+$")
 IMAGE_URL_RE = re.compile(r"^/images/[0-9a-f]{32}\.png$")
-
-
-@pytest.fixture(scope="module")
-def shared_upstream():
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(shared_upstream):
-    """conftest's upstream, started once per module (stopping one takes ~0.5 s) and reset per test."""
-
-    def reset() -> None:
-        with shared_upstream._lock:
-            shared_upstream._scripts.clear()
-            shared_upstream.requests.clear()
-        shared_upstream.files = {"/files/image.png": (png_bytes(), "image/png")}
-        shared_upstream.image_mode = "url"
-
-    reset()
-    yield shared_upstream
-    reset()
 
 
 # -- a tiny DOM ------------------------------------------------------------------------------
@@ -474,7 +451,8 @@ def test_chatlog_page_links_every_entry_under_its_date(client):
     assert {first, second} <= hrefs
     date = first.split("/")[2]
     # The heading shows the date in the reader's locale; its <time> carries the ISO date.
-    assert any(t.attrs.get("datetime") == date for h in doc.find_all("h3") for t in h.find_all("time"))
+    headings = doc.find_all("h2") + doc.find_all("h3")
+    assert any(t.attrs.get("datetime") == date for h in headings for t in h.find_all("time"))
 
 
 def test_htmx_entry_is_a_fragment(client):

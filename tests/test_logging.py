@@ -23,29 +23,6 @@ LINE_RE = re.compile(
 KEY_ECHO = f"Incorrect API key provided: {TEST_KEY}. You can find your API key at the dashboard."
 
 
-@pytest.fixture(scope="module")
-def shared_upstream():
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(shared_upstream):
-    """conftest's upstream, started once per module (stopping one takes ~0.5 s) and reset per test."""
-
-    def reset() -> None:
-        with shared_upstream._lock:
-            shared_upstream._scripts.clear()
-            shared_upstream.requests.clear()
-        shared_upstream.files = {"/files/image.png": (png_bytes(), "image/png")}
-        shared_upstream.image_mode = "url"
-
-    reset()
-    yield shared_upstream
-    reset()
-
-
 def app_log(data_dir) -> str:
     path = data_dir / "app.log"
     return path.read_text(encoding="utf-8") if path.exists() else ""

@@ -24,7 +24,7 @@ import requests
 from app.config import Settings
 
 from .conftest import HX, TEST_KEY, LiveServer, StreamedAnswer, htmx_generate_code, parse_sse
-from .upstream import FakeUpstream, Reply, error_body, png_bytes
+from .upstream import FakeUpstream, Reply, error_body
 
 CHAT = "/v1/chat/completions"
 MODELS = "/v1/models"
@@ -33,29 +33,6 @@ DEFAULT_MODEL = Settings.chat_model  # make_app sets no CHAT_MODEL
 SLOW_CHUNK = 0.2  # seconds between chunks of a deliberately slow answer
 POLL = 0.05
 POLL_LIMIT = 200  # polls of POLL seconds: 10 s at most
-
-
-@pytest.fixture(scope="module")
-def shared_upstream():
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(shared_upstream):
-    """conftest's upstream, started once per module (stopping one takes ~0.5 s) and reset per test."""
-
-    def reset() -> None:
-        with shared_upstream._lock:
-            shared_upstream._scripts.clear()
-            shared_upstream.requests.clear()
-        shared_upstream.files = {"/files/image.png": (png_bytes(), "image/png")}
-        shared_upstream.image_mode = "url"
-
-    reset()
-    yield shared_upstream
-    reset()
 
 
 @pytest.fixture

@@ -35,29 +35,6 @@ SMALL_TIMEOUT = 0.5
 SLOW = 2.0  # well beyond SMALL_TIMEOUT
 
 
-@pytest.fixture(scope="module")
-def shared_upstream():
-    server = FakeUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def upstream(shared_upstream):
-    """conftest's upstream, started once per module (stopping one takes ~0.5 s) and reset per test."""
-
-    def reset() -> None:
-        with shared_upstream._lock:
-            shared_upstream._scripts.clear()
-            shared_upstream.requests.clear()
-        shared_upstream.files = {"/files/image.png": (png_bytes(), "image/png")}
-        shared_upstream.image_mode = "url"
-
-    reset()
-    yield shared_upstream
-    reset()
-
-
 def free_port() -> int:
     """A 127.0.0.1 port that nothing listens on (bound, then closed)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -110,6 +110,16 @@ class FakeUpstream:
     def url(self) -> str:
         return self.origin + "/v1"
 
+    def reset(self) -> None:
+        """Forget scripts, recorded requests, extra files and counters (a test's leftovers)."""
+        with self._lock:
+            self._scripts.clear()
+            self.requests.clear()
+            self.files = {"/files/image.png": (png_bytes(), "image/png")}
+            self.image_mode = "url"
+            self.streams_finished = self.streams_abandoned = 0
+            self.streams_active = self.streams_peak = 0
+
     def script(self, path: str, *replies: Reply) -> None:
         """Queue replies for the next requests to `path` (e.g. "/v1/chat/completions")."""
         with self._lock:
