@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve test lint format bench browser pygments-css translations clean help
+.PHONY: run serve test lint format bench lighthouse browser pygments-css translations clean help
 
 help:
 	@echo "make run    - install into .venv and start the app on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
 	@echo "make serve  - the same with gunicorn (production settings in gunicorn.conf.py)"
 	@echo "make test   - install test tools (and Debian's chromium), lint, run every test"
-	@echo "make bench  - run the benchmarks and write bench/RESULTS.md"
+	@echo "make bench  - run the benchmarks (and Lighthouse) and write bench/RESULTS.md"
 	@echo "make format - format the code with ruff"
 
 $(PY):
@@ -57,8 +57,17 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 test: $(VENV)/.dev browser lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev browser
 	$(PY) -m bench
+	$(MAKE) lighthouse
+
+# Lighthouse 12 (pinned in bench/lighthouse; 13 needs Node 22) on / in Debian's chromium;
+# appends its scores to bench/RESULTS.md.
+bench/lighthouse/node_modules/.package-lock.json: bench/lighthouse/package.json bench/lighthouse/package-lock.json
+	npm ci --prefix bench/lighthouse --no-audit --no-fund --loglevel=error
+
+lighthouse: $(VENV)/.dev browser bench/lighthouse/node_modules/.package-lock.json
+	$(PY) -m bench.lighthouse
 
 # After changing UI text: extract the messages, merge them into the German catalogue, apply the
 # German texts from translations/fill_de.py (it fails on any message left untranslated), compile.
