@@ -32,6 +32,9 @@ loglevel = (_env.get("LOG_LEVEL") or "info").lower()
 # Behind a reverse proxy, set FORWARDED_ALLOW_IPS to the proxy's address (see README).
 forwarded_allow_ips = _env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 wsgi_app = "app:create_app()"
+# gunicorn's control socket is one path per user (~/.gunicorn); the app does not use it, and
+# several servers (tests, a second instance) must not contend for it.
+control_socket_disable = True
 
 
 def worker_exit(server, worker):
