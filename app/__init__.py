@@ -46,7 +46,9 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=ensure_secret_key(settings),
-        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        # Room for the longest allowed prompt even when every character is form-encoded
+        # multi-byte text (up to 9 bytes each); the import upload sets its own, larger cap.
+        MAX_CONTENT_LENGTH=max(2 * 1024 * 1024, settings.max_prompt_chars * 9 + 65_536),
         JSON_SORT_KEYS=False,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

@@ -123,8 +123,18 @@ def check_request():
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths, so the login cannot be used to redirect elsewhere."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only same-site relative paths, so the login cannot be used to redirect elsewhere.
+
+    Control characters and backslashes are refused outright: URL parsers drop or reinterpret
+    them, which would turn `/<TAB>/evil.example` into `//evil.example`.
+    """
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(c <= " " or c == "\\" for c in target)
+        or urlsplit(target).netloc
+    ):
         return url_for("web.index")
     return target
 

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlparse
@@ -233,14 +234,15 @@ def ensure_secret_key(settings: Settings) -> str:
     except FileNotFoundError:
         pass
     key = secrets.token_hex(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key)
-        fh.flush()
-        os.fsync(fh.fileno())
+    # A temporary file of our own (workers may start at the same moment), linked into place:
+    # link() fails if another process got there first, and then everyone uses that key.
+    fd, tmp_name = tempfile.mkstemp(dir=settings.data_dir, prefix=".secret_key.", suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        # link() fails if another process created the key first; then both use theirs.
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.link(tmp, path)
     except FileExistsError:
         key = path.read_text(encoding="ascii").strip()

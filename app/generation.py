@@ -266,9 +266,16 @@ class Generator:
             return "stale"
         try:
             path.open("x").close()
-            return "mine"
         except FileExistsError:
             pass
+        else:
+            # Another stream may have finished (and released its claim) since the caller read
+            # the entry: look again before asking the upstream.
+            current = self.chatlog.get(entry.date, entry.index)
+            if current is None or current.status != "pending":
+                path.unlink(missing_ok=True)
+                return "done"
+            return "mine"
         try:
             claimed_for = time.time() - path.stat().st_mtime
         except FileNotFoundError:
@@ -336,6 +343,10 @@ class Generator:
             stream = self._with_retries(
                 lambda timeout: self.provider.stream(messages, entry.model, timeout), deadline
             )
+            # A stall between chunks must not outlast the deadline either: close the stream then.
+            watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), stream.close)
+            watchdog.daemon = True
+            watchdog.start()
             for chunk in stream:
                 if chunk.text:
                     parts.append(chunk.text)
@@ -350,6 +361,9 @@ class Generator:
                 if time.monotonic() > deadline:
                     stream.close()
                     raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
+            watchdog.cancel()
+            if outcome is None and time.monotonic() > deadline:
+                raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
             if outcome is None:
                 text = "".join(parts)
                 if finish_reason == "content_filter":
@@ -407,7 +421,7 @@ class Generator:
         deadline = time.monotonic() + self.settings.upstream_timeout
         try:
             answer = self._with_retries(
-                lambda timeout: self.provider.generate_image(prompt, options), deadline
+                lambda timeout: self.provider.generate_image(prompt, options, timeout), deadline
             )
             log.debug(
                 "Antwort von OpenAI erhalten: image as %s",
@@ -430,7 +444,7 @@ class Generator:
             raise self._fail(
                 entry, UpstreamError(N_("Something went wrong while generating the image."))
             ) from None
-        return self.chatlog.finish(
+        finished = self.chatlog.finish(
             entry,
             self.images.url(stored.name),
             model=answer.model,
@@ -438,3 +452,6 @@ class Generator:
             options=options.as_dict(),
             dimensions=[stored.width, stored.height],
         )
+        if finished.deleted:
+            self.images.delete(stored.name)  # deleted while it was being made: keep nothing
+        return finished

@@ -329,8 +329,8 @@ class ChatLog:
     def _reserve_sequence(self, date: str, index: int) -> None:
         """Record that indexes up to a block boundary past `index` may be in use (one write per
         SEQUENCE_BLOCK appends): a lost day then continues after the block, never inside it."""
-        if index % SEQUENCE_BLOCK == 0:
-            self._advance_sequence(date, index + SEQUENCE_BLOCK)
+        if index >= int(self._sequence().get(date, 0)):
+            self._advance_sequence(date, (index // SEQUENCE_BLOCK + 1) * SEQUENCE_BLOCK)
 
     def _next_index(self, table, date: str) -> int:
         """The next index of a day: after its last entry, or, for a day whose file was lost to
@@ -426,8 +426,10 @@ class ChatLog:
             stored = table.get(doc_id=entry.index + 1)
             if stored is None or stored.get("id") != entry.id:
                 raise KeyError(f"entry {entry.id} is not in the history")
-            if stored.get("deleted"):
-                return Entry.from_dict(stored)  # deleted while generating: keep it deleted
+            if stored.get("deleted") or stored.get("status") != "pending":
+                # Deleted while generating, or already finished by another request: an outcome
+                # arriving late never overwrites it.
+                return Entry.from_dict(stored)
             table.update(changes, doc_ids=[entry.index + 1])
             return Entry.from_dict({**stored, **changes})
 
@@ -480,16 +482,14 @@ class ChatLog:
         """Delete every entry of a date (tombstones keep its indexes unused); returns them."""
         if not DATE_RE.match(date) or not self._path(date).exists():
             return []
+        deleted: list[Entry] = []
         with self.lock:
-            with self._db(date) as db:
-                table = db.table(TABLE)
-                live = [doc for doc in table.all() if not doc.get("deleted")]
-                for doc in live:
-                    table.update(self._tombstone(doc), doc_ids=[doc.doc_id])
-            for doc in live:
-                if doc.get("parent") and not doc["parent"].startswith(f"/chatlog/{date}/"):
-                    self._release_parent(doc)
-        return [Entry.from_dict(doc) for doc in live]
+            live = [raw for raw in self._read_day(date) if not raw.get("deleted")]
+            # One at a time, newest first, so follow-up counts move exactly as for single deletes.
+            for raw in reversed(live):
+                if (entry := self.delete(date, raw["index"])) is not None:
+                    deleted.append(entry)
+        return deleted
 
     @staticmethod
     def _tombstone(stored: dict[str, Any]) -> dict[str, Any]:
@@ -659,6 +659,8 @@ class ChatLog:
             row = {"prompt": raw["prompt"], "response": raw["response"]}
             if raw.get("status") == "failed" and raw.get("error"):
                 row["error"] = raw["error"]
+            elif raw.get("status") == "pending":
+                row["error"] = "The answer was not finished."
             out.setdefault(raw["date"], []).append(row)
         return out
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Flask, Response, redirect, request
+from flask import Flask, Response, redirect, request, url_for
 from flask_babel import Babel, format_date, get_locale, get_translations
 
 LANGUAGES = {"en": "English", "de": "Deutsch"}
@@ -59,11 +59,14 @@ def init_app(app: Flask, root: Path) -> None:
     def remember_language() -> Response | None:
         """`?lang=de` on a page: remember it and show the same page without the parameter."""
         chosen = request.args.get("lang")
-        if request.method != "GET" or chosen not in LANGUAGES:
+        if request.method != "GET" or chosen not in LANGUAGES or request.endpoint is None:
             return None
         args = request.args.to_dict(flat=False)
         args.pop("lang", None)
         query = urlencode(args, doseq=True)
-        response = redirect(request.path + (f"?{query}" if query else ""))
+        # Rebuilt from the matched route, never from the raw path: a path like "/\t/evil.example"
+        # would otherwise become the redirect "//evil.example".
+        path = url_for(request.endpoint, **(request.view_args or {}))
+        response = redirect(path + (f"?{query}" if query else ""))
         response.set_cookie(COOKIE, chosen, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
         return response

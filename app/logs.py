@@ -10,9 +10,9 @@ import logging
 import re
 import uuid
 from contextvars import ContextVar
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
+from concurrent_log_handler import ConcurrentRotatingFileHandler
 from flask import Flask, g, has_request_context, request
 
 LOGGER_NAME = "app"
@@ -80,7 +80,10 @@ FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 def configure_logging(app: Flask, data_dir: Path, level: str, secrets: tuple[str, ...]) -> None:
     """Attach the rotating file handler (and a console handler) to the app's loggers, once per app."""
-    handler = RotatingFileHandler(data_dir / "app.log", maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+    # Several gunicorn workers write this file: rotation takes a lock so none loses lines.
+    handler = ConcurrentRotatingFileHandler(
+        str(data_dir / "app.log"), maxBytes=2_000_000, backupCount=5, encoding="utf-8"
+    )
     console = logging.StreamHandler()
     for h in (handler, console):
         h.setFormatter(IsoFormatter(FORMAT))

@@ -41,6 +41,7 @@ from .security import limit_retry_after
 
 PAGE_LIMIT = 200  # entries per page of the full history page
 GALLERY_PAGE = 48
+IMPORT_MAX_BYTES = 256 * 1024 * 1024  # a chatlog.json of many years
 SEARCH_LIMIT = 100
 POLL_SECONDS = 0.25
 
@@ -134,6 +135,8 @@ def _generated(kind: str) -> Response:
             "demo": generator.provider.demo,
         }
         return make_response(jsonify(payload), failed.error.status, headers)
+    if entry.deleted:
+        abort(410, description=N_("This entry was deleted while it was being generated."))
     if htmx:
         body = render_template(
             "partials/_generate_response.html",
@@ -190,6 +193,8 @@ def stream_entry(date: str, index: int):
     then `final` (the finished entry, rendered once) and `done`. Reconnecting never asks the
     upstream twice: a finished or claimed entry just gets its final state."""
     entry = _pending_entry(date, index)
+    if entry.kind != "code":
+        abort(404, description="Only code answers are streamed.")
     generator = _generator()
     settings = current_app.config["SETTINGS"]
 
@@ -322,6 +327,7 @@ def chatlog_markdown():
 @bp.post("/chatlog/import")
 def import_chatlog():
     """Import an uploaded chatlog.json (the seed's format); entries already present are skipped."""
+    request.max_content_length = IMPORT_MAX_BYTES
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename:

@@ -138,6 +138,7 @@ DE = {
     "Close": "Schließen",
     "streaming…": "wird gestreamt …",
     "Stop": "Stopp",
+    "This entry was deleted while it was being generated.": "Dieser Eintrag wurde gelöscht, während er erzeugt wurde.",
     "Ask a model for code or text, generate images, and keep every exchange in a dated history.": "Frag ein Modell nach Code oder Text, erzeuge Bilder und behalte jeden Austausch in einem Verlauf nach Datum.",
     "The entry to follow up does not exist (any more).": "Der Eintrag, an den angeknüpft werden soll, existiert nicht (mehr).",
     "The entry to follow up is still being answered.": "Der Eintrag, an den angeknüpft werden soll, wird noch beantwortet.",
