@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,6 +39,8 @@ from filelock import FileLock
 from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
+
+from .files import atomic_write
 
 log = logging.getLogger("app.history")
 
@@ -62,30 +63,8 @@ class HistoryCorrupt(RuntimeError):
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    """Replace `path` with `text` so that readers see either the old or the new file, never half.
-
-    The temporary file lives in the same directory (rename is atomic only within a file system)
-    and has a `.tmp` suffix, so no half-written `*.json` ever exists. `durable` adds the fsyncs
-    that make the new content survive a power cut, not just a crash of the process.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace `path` with `text` atomically (see app.files.atomic_write)."""
+    atomic_write(path, text, durable=durable)
 
 
 def parse_day_file(path: Path) -> dict[str, dict[str, Any]] | None:
@@ -130,11 +109,8 @@ class AtomicJSONStorage(Storage):
             self._data = parse_day_file(self.path)
         return self._data
 
-    durable = True
-
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        atomic_write_text(self.path, text, durable=self.durable)
+        atomic_write(self.path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
         self._data = data
 
     def close(self) -> None:
@@ -361,7 +337,7 @@ class ChatLog:
             self._cache[date] = (key, entries)
         return entries
 
-    def _db(self, date: str, *, durable: bool = True) -> TinyDB:
+    def _db(self, date: str) -> TinyDB:
         """The day's database for one locked transaction (a damaged file is moved aside first)."""
         path = self._path(date)
         try:
@@ -369,9 +345,7 @@ class ChatLog:
         except HistoryCorrupt as error:
             self._quarantine(path, error)
             data = None
-        db = TinyDB(path, storage=AtomicJSONStorage, data=data)
-        db.storage.durable = durable
-        return db
+        return TinyDB(path, storage=AtomicJSONStorage, data=data)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -389,9 +363,8 @@ class ChatLog:
         with self.lock:
             if parent is not None:
                 self._count_followup(parent, +1)
-            # The pending prompt is written atomically (a crash of the process never loses or
-            # tears it) but not fsynced: nothing is acknowledged yet; finish() makes it durable.
-            with self._db(date, durable=False) as db:
+            # Durable like every write: the rewrite carries the day's acknowledged entries too.
+            with self._db(date) as db:
                 table = db.table(TABLE)
                 index = self._next_index(table, date)
                 entry = Entry(

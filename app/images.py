@@ -16,10 +16,8 @@ from __future__ import annotations
 import io
 import ipaddress
 import logging
-import os
 import re
 import socket
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import requests
 import urllib3
 from PIL import Image, UnidentifiedImageError
 
+from .files import atomic_write
 from .i18n import N_
 from .providers import BadImage, UpstreamTimeout
 
@@ -181,19 +180,6 @@ def decode_image(data: bytes) -> Image.Image:
     return image
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks that describe the pixels; everything else (text, EXIF, time, private chunks) is dropped.
 PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT"}
@@ -257,8 +243,8 @@ class ImageStore:
         if not NAME_RE.match(name):
             raise ValueError("entry ids are 32 hex digits")
         original, small = encode_image(image, data)
-        _write_atomically(self.root / thumb, small)
-        _write_atomically(self.root / name, original)
+        atomic_write(self.root / thumb, small)
+        atomic_write(self.root / name, original)
         log.debug("Bild gespeichert unter: %s", self.root / name)
         return StoredImage(name=name, thumb=thumb, width=image.width, height=image.height)
 

@@ -163,10 +163,8 @@ def main() -> None:
         f"{args.rounds} alternating rounds × {args.per_round} requests.\n\n"
         "Each figure is the median time of one request through the app, against a baseline measured "
         "in the same run on the same loopback upstream. The app's overhead includes the durable "
-        "history writes (the prompt written atomically before the upstream call, the answer after it, "
-        "fsynced) and, for images, Pillow validation, metadata stripping and the thumbnail.\n\n"
-        + table
-        + "\n\n"
+        "history writes (the prompt before the upstream call, the answer after it, each fsynced) "
+        "and, for images, Pillow validation, metadata stripping and the thumbnail.\n\n" + table + "\n\n"
         "## History at scale\n\n" + (history_bench.__doc__ or "").split("\n\n", 1)[1] + "\n" + scale + "\n\n"
         "## Streaming and the production server\n\n"
         + (stream_bench.__doc__ or "").split("\n\n", 1)[1]
