@@ -25,6 +25,8 @@ import requests
 
 from app.history import ChatLog
 
+from .disk import stored_entries
+
 ROOT = Path(__file__).parent.parent
 
 # The scenarios run in module fixtures: allow for them in the first test that uses each one.
@@ -40,26 +42,6 @@ def unparsable_json_files(data_dir: Path) -> list[str]:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             bad.append(f"{path.relative_to(data_dir)}: {e}")
     return bad
-
-
-def stored_entries(data_dir: Path) -> list[dict[str, Any]]:
-    """Every entry in the day files as stored on disk, whatever the TinyDB layout around it."""
-    found: list[dict[str, Any]] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "id" in node and "prompt" in node and "index" in node:
-                found.append(node)
-                return
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for path in sorted((data_dir / "history").glob("*.json")):
-        walk(json.loads(path.read_text(encoding="utf-8")))
-    return found
 
 
 def quarantined_files(data_dir: Path) -> list[str]:

@@ -13,6 +13,8 @@ import pytest
 
 from app.history import ChatLog, HistoryCorrupt, atomic_write_text
 
+from .disk import read_history, stored_entries
+
 CEST = timezone(timedelta(hours=2))
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)
@@ -36,31 +38,6 @@ def clock() -> Clock:
 @pytest.fixture
 def chatlog(data_dir: Path, clock: Clock) -> ChatLog:
     return ChatLog(data_dir, clock=clock)
-
-
-def read_history(data_dir: Path) -> dict:
-    """Every day file of the history, parsed: {file name: TinyDB document}."""
-    root = data_dir / "history"
-    return {path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(root.glob("*.json"))}
-
-
-def stored_entries(data_dir: Path) -> list[dict]:
-    """Every entry in history.json as stored on disk, whatever the TinyDB layout around it."""
-    found: list[dict] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if "id" in node and "prompt" in node and "status" in node:
-                found.append(node)
-                return
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(read_history(data_dir))
-    return found
 
 
 def tmp_files(directory: Path) -> list[str]:

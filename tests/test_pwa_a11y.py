@@ -27,7 +27,15 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from .conftest import TEST_KEY
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, WatchedPage, browser, open_page  # noqa: F401
+from .test_browser import (  # noqa: F401
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WatchedPage,
+    browser,
+    history,
+    open_page,
+    results,
+)
 from .upstream import Reply, error_body, png_bytes
 
 pytestmark = pytest.mark.browser
@@ -118,14 +126,6 @@ def new_tab(browser: Browser, serve) -> Iterator[Callable[..., Tab]]:  # noqa: F
     yield open_tab
     for context in contexts:
         context.close()
-
-
-def results(page: Page):
-    return page.get_by_role("region", name="Results")
-
-
-def history(page: Page):
-    return page.get_by_role("complementary", name="History")
 
 
 def prompt_box(page: Page):
