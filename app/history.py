@@ -46,7 +46,6 @@ log = logging.getLogger("app.history")
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 KINDS = ("code", "image")
-STATUSES = ("pending", "done", "failed", "stopped")
 TABLE = "entries"
 SEQUENCE_BLOCK = 16
 

@@ -259,11 +259,6 @@ class ImageStore:
     def content_type(name: str) -> str:
         return IMAGE_TYPES[name.split(".", 1)[1]]
 
-    def thumb_for(self, name: str) -> str:
-        """The thumbnail's name for an image, or the image itself when it has none (older files)."""
-        thumb = name.removesuffix(".png") + ".thumb.webp"
-        return thumb if self.path(thumb) else name
-
     def delete(self, name: str) -> bool:
         """Remove an entry's image file and its thumbnail; False if there was none."""
         path = self.path(name)

@@ -180,7 +180,7 @@ def sse_event(event: str, html: str) -> str:
     return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
-def _pending_entry(date: str, index: int) -> Entry:
+def _existing_entry(date: str, index: int) -> Entry:
     entry = _chatlog().get(date, index)
     if entry is None or entry.deleted:
         abort(404, description=f"There is no history entry {index} on {date}.")
@@ -192,7 +192,7 @@ def stream_entry(date: str, index: int):
     """The answer of a pending entry as Server-Sent Events: `token` fragments (escaped text),
     then `final` (the finished entry, rendered once) and `done`. Reconnecting never asks the
     upstream twice: a finished or claimed entry just gets its final state."""
-    entry = _pending_entry(date, index)
+    entry = _existing_entry(date, index)
     if entry.kind != "code":
         abort(404, description="Only code answers are streamed.")
     generator = _generator()
@@ -229,7 +229,7 @@ def stream_entry(date: str, index: int):
 @bp.post("/chatlog/<date>/<int:index>/stop")
 def stop_entry(date: str, index: int):
     """Stop a streaming answer; the stream keeps the partial text and marks the entry stopped."""
-    entry = _pending_entry(date, index)
+    entry = _existing_entry(date, index)
     if entry.status == "pending":
         _generator().request_stop(entry)
     if htmx:
@@ -336,22 +336,20 @@ def import_chatlog():
         images = current_app.extensions["images"]
         added, skipped = _chatlog().import_seed(data, images.name_for_url)
     except UnicodeDecodeError:
-        return _import_error(N_("The file is not UTF-8 text."))
+        return error_response(400, title="Import failed", message=N_("The file is not UTF-8 text."))
     except json.JSONDecodeError as e:
-        return _import_error(f"The file is not valid JSON (line {e.lineno}, column {e.colno}).")
+        return error_response(
+            400,
+            title="Import failed",
+            message=f"The file is not valid JSON (line {e.lineno}, column {e.colno}).",
+        )
     except ValueError as e:
-        return _import_error(str(e))
+        return error_response(400, title="Import failed", message=str(e))
     message = f"Imported {added} entries, skipped {skipped} already present."
     if htmx:
         body = render_template("partials/_notice.html", message=message)
         return make_response(body, 200, {"HX-Trigger": "history-changed"})
     return jsonify(imported=added, skipped=skipped)
-
-
-def _import_error(message: str):
-    if htmx:
-        return render_template("partials/_error.html", message=message)
-    return jsonify(error=message), 400
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -397,7 +395,7 @@ def view_entry(date: str, index: int):
 @bp.get("/chatlog/<date>/<int:index>/code/<int:n>")
 def download_code(date: str, index: int, n: int):
     """The n-th (1-based) code block of an answer as a file named for its language."""
-    entry = _pending_entry(date, index)
+    entry = _existing_entry(date, index)
     blocks = code_blocks(entry.response) if entry.kind == "code" else []
     if not 1 <= n <= len(blocks):
         abort(404, description="This answer has no such code block.")
@@ -464,7 +462,7 @@ def download_name(prompt: str, extension: str) -> str:
 @bp.get("/chatlog/<date>/<int:index>/image")
 def download_image(date: str, index: int):
     """An entry's image as a download named after its prompt."""
-    entry = _pending_entry(date, index)
+    entry = _existing_entry(date, index)
     path = current_app.extensions["images"].path(entry.image_file or "") if entry.kind == "image" else None
     if path is None:
         abort(404, description="This entry has no image (any more).")
