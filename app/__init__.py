@@ -61,12 +61,11 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     configure_logging(app, settings.data_dir, settings.log_level, settings.secrets)
 
     from .generation import Generator
-    from .history import ChatLog
-    from .images import ImageStore
     from .providers import make_provider
+    from .stores import make_history, make_images
 
-    chatlog = ChatLog(settings.data_dir)
-    images = ImageStore(settings.data_dir)
+    chatlog = make_history(settings)
+    images = make_images(settings)
     app.extensions["chatlog"] = chatlog
     app.extensions["images"] = images
     app.extensions["generator"] = Generator(settings, make_provider(settings), chatlog, images)
@@ -92,7 +91,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     )
     Compress(app)
     auth.init_app(app)
-    security.init_app(app, settings)
+    security.init_app(app, settings, image_origin=getattr(images, "origin", lambda: None)())
     cli.init_app(app)
     if settings.proxy_fix:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -53,6 +53,12 @@ class Settings:
     ratelimit_storage_uri: str = field(default="memory://", repr=False)
     daily_request_cap: int = 0
     proxy_fix: int = 0
+    # Shared stores for several app servers (unset: TinyDB files and images in DATA_DIR).
+    history_url: str | None = field(default=None, repr=False)
+    image_store_url: str | None = None
+    image_store_endpoint_url: str | None = None
+    image_store_region: str | None = None
+    image_store_presign: int = 0
 
     @property
     def loopback(self) -> bool:
@@ -72,7 +78,31 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs, pages or errors."""
-        return tuple(s for s in (self.openai_api_key, self.app_password, self.secret_key) if s)
+        values = [
+            self.openai_api_key,
+            self.app_password,
+            self.secret_key,
+            os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        ]
+        for url in (self.history_url, self.ratelimit_storage_uri):
+            values.append(url_password(url))
+        return tuple(s for s in values if s)
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in a URL such as postgresql://user:password@host/db, if any."""
+    if not url or "://" not in url:
+        return None
+    try:
+        return urlparse(url).password
+    except ValueError:
+        return None
+
+
+def redact_url_password(url: str) -> str:
+    """`postgresql://user:***@host/db` for logs and messages."""
+    password = url_password(url)
+    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -142,6 +172,18 @@ def _host(raw: str) -> str:
     return raw
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _s3_url(raw: str) -> str:
+    parsed = urlparse(raw)
+    if parsed.scheme != "s3" or not _BUCKET.match(parsed.netloc or ""):
+        raise ConfigError(
+            f"IMAGE_STORE_URL must be s3://bucket or s3://bucket/prefix (a valid bucket name), got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
 def load_settings(
     environ: dict[str, str] | None = None, env_file: str | os.PathLike | None = ".env"
 ) -> Settings:
@@ -207,6 +249,24 @@ def load_settings(
         kwargs["daily_request_cap"] = _int("DAILY_REQUEST_CAP", raw, 0, 10_000_000)
     if raw := get("PROXY_FIX"):
         kwargs["proxy_fix"] = _int("PROXY_FIX", raw, 0, 5)
+    if raw := get("HISTORY_URL"):
+        if not raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ConfigError(
+                "HISTORY_URL must be a PostgreSQL URL such as postgresql://user:password@db:5432/chat, "
+                f"got {redact_url_password(raw)!r} (leave it unset for the history in DATA_DIR)"
+            )
+        kwargs["history_url"] = raw
+    if raw := get("IMAGE_STORE_URL"):
+        kwargs["image_store_url"] = _s3_url(raw)
+    if raw := get("IMAGE_STORE_ENDPOINT_URL"):
+        parsed = urlparse(raw)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError(f"IMAGE_STORE_ENDPOINT_URL must be an http(s) URL, got {raw!r}")
+        kwargs["image_store_endpoint_url"] = raw.rstrip("/")
+    if raw := get("IMAGE_STORE_REGION"):
+        kwargs["image_store_region"] = raw
+    if raw := get("IMAGE_STORE_PRESIGN"):
+        kwargs["image_store_presign"] = _int("IMAGE_STORE_PRESIGN", raw, 0, 7 * 24 * 3600)
     if raw := get("MAX_PROMPT_CHARS"):
         kwargs["max_prompt_chars"] = _int("MAX_PROMPT_CHARS", raw, 1, 1_000_000)
     return Settings(**kwargs)

@@ -19,12 +19,11 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
 from . import image_options
 from .config import Settings
-from .history import ChatLog, Entry, parse_cursor
+from .history import Entry, HistoryStore, parse_cursor
 from .i18n import N_
 from .image_options import ImageOptions
 from .images import ImageStore, fetch_image, redact_url
@@ -47,6 +46,21 @@ RETRYABLE = (UpstreamUnavailable, UpstreamUnreachable)
 BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request
+
+
+class _Every:
+    """`due()` is true at most once per `interval` seconds (every time for 0)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
 
 
 class DailyCapReached(Exception):
@@ -105,7 +119,7 @@ class Generator:
         self,
         settings: Settings,
         provider: Provider,
-        chatlog: ChatLog,
+        chatlog: HistoryStore,
         images: ImageStore,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -115,8 +129,6 @@ class Generator:
         self.images = images
         self.models = ModelCatalog(provider)
         self.sleep = sleep
-        self.run_dir = Path(settings.data_dir) / "run"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._workers: set[threading.Thread] = set()
         self._workers_lock = threading.Lock()
 
@@ -245,40 +257,31 @@ class Generator:
             entry, answer.text, model=answer.model, usage=answer.usage, context_dropped=dropped
         )
 
-    def stop_path(self, entry: Entry) -> Path:
-        return self.run_dir / f"{entry.id}.stop"
-
     def request_stop(self, entry: Entry) -> None:
         """Ask the (possibly other) process streaming `entry` to stop; it checks between chunks."""
-        self.stop_path(entry).touch()
+        self.chatlog.request_stop(entry.id)
 
     def claim(self, entry: Entry) -> str:
         """Who streams the pending `entry`: "mine" (the caller, exactly once across processes),
         "busy" (another request is streaming it), or "stale" (a stream that died with its server,
         or an entry too old to start answering now without being asked again)."""
-        path = self.run_dir / f"{entry.id}.claim"
         try:
             created = datetime.fromisoformat(entry.created_at)
             age = (datetime.now(created.tzinfo) - created).total_seconds()
         except ValueError:
             age = LATE_START + 1
-        if age > LATE_START and not path.exists():
+        if age > LATE_START and self.chatlog.run_claimed_for(entry.id) is None:
             return "stale"
-        try:
-            path.open("x").close()
-        except FileExistsError:
-            pass
-        else:
+        if self.chatlog.claim_run(entry.id):
             # Another stream may have finished (and released its claim) since the caller read
             # the entry: look again before asking the upstream.
             current = self.chatlog.get(entry.date, entry.index)
             if current is None or current.status != "pending":
-                path.unlink(missing_ok=True)
+                self.chatlog.release_run(entry.id)
                 return "done"
             return "mine"
-        try:
-            claimed_for = time.time() - path.stat().st_mtime
-        except FileNotFoundError:
+        claimed_for = self.chatlog.run_claimed_for(entry.id)
+        if claimed_for is None:
             return "busy"  # just finished: the caller will see the outcome
         return "stale" if claimed_for > self.settings.upstream_timeout + CLAIM_GRACE else "busy"
 
@@ -322,8 +325,7 @@ class Generator:
             yield event
 
     def _release(self, entry: Entry) -> None:
-        for suffix in (".claim", ".stop"):
-            (self.run_dir / f"{entry.id}{suffix}").unlink(missing_ok=True)
+        self.chatlog.release_run(entry.id)
 
     def stream_code(self, entry: Entry) -> Iterator[StreamEvent]:
         """Stream the answer of a pending entry: `token` events, then exactly one `final` event.
@@ -347,6 +349,7 @@ class Generator:
             watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), stream.close)
             watchdog.daemon = True
             watchdog.start()
+            stop_check = _Every(self.chatlog.stop_poll_interval)
             for chunk in stream:
                 if chunk.text:
                     parts.append(chunk.text)
@@ -354,7 +357,7 @@ class Generator:
                 usage = chunk.usage or usage
                 model = chunk.model or model
                 finish_reason = chunk.finish_reason or finish_reason
-                if self.stop_path(entry).exists():
+                if stop_check.due() and self.chatlog.stop_requested(entry.id):
                     stream.close()
                     outcome = self.chatlog.stop(entry, "".join(parts), model=model, usage=usage)
                     break

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -224,15 +225,197 @@ def parse_cursor(cursor: str | None) -> tuple[str, int] | None:
     return date, int(index)
 
 
-class ChatLog:
-    """The history store. Each write is one short, locked transaction on one day's file."""
+class HistoryUnavailable(RuntimeError):
+    """The history store cannot be reached (its database is down); nothing was written."""
+
+
+class HistoryStore:
+    """What every history backend offers; the routes and the generator use only this.
+
+    Backends: :class:`ChatLog` (TinyDB files in DATA_DIR, the default) and
+    :class:`app.history_sql.SQLChatLog` (PostgreSQL, for several app servers). A backend
+    implements the storage primitives; the behaviour built on them lives here, once.
+    """
+
+    backend = "abstract"
+    # How often (seconds) a stream looks for a Stop request between chunks.
+    stop_poll_interval = 0.0
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self.clock = clock or (lambda: datetime.now().astimezone())
+
+    def _new_entry(self, kind: str, prompt: str, model: str, demo: bool, parent: Entry | None) -> Entry:
+        """A new pending entry (index 0 until the backend assigns the day's next one)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        now = self.clock()
+        return Entry(
+            id=uuid.uuid4().hex,
+            date=now.date().isoformat(),
+            index=0,
+            created_at=now.isoformat(timespec="seconds"),
+            kind=kind,
+            prompt=prompt,
+            model=model,
+            demo=demo,
+            parent=parent.permalink if parent else None,
+            root=parent.thread if parent else None,
+            turn=parent.turn + 1 if parent else 1,
+        )
+
+    @staticmethod
+    def _seed_entry(date: str, index: int, row: dict[str, Any], image_file_for) -> Entry:
+        """An entry for one row of the seed's chatlog.json."""
+        prompt, response = row["prompt"], row.get("response", "")
+        is_image = looks_like_image_response(response)
+        error = row.get("error") if isinstance(row.get("error"), str) else None
+        return Entry(
+            id=uuid.uuid4().hex,
+            date=date,
+            index=index,
+            created_at=f"{date}T00:00:00",
+            kind="image" if is_image else "code",
+            prompt=prompt,
+            response=response,
+            model="imported",
+            status="failed" if error else "done",
+            error=error,
+            image_file=image_file_for(response) if is_image else None,
+        )
+
+    def _update(self, entry: Entry, **changes: Any) -> Entry:
+        raise NotImplementedError
+
+    def get(self, date: str, index: int) -> Entry | None:
+        raise NotImplementedError
+
+    def delete(self, date: str, index: int) -> Entry | None:
+        raise NotImplementedError
+
+    def iter_entries(
+        self, *, newest_first: bool = True, until: str | None = None, since: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
+        """Record the answer of a pending entry; it is durable when this returns."""
+        return self._update(entry, response=response, status="done", error=None, **extra)
+
+    def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
+        """Mark a pending entry failed with a human error message; the prompt stays, and so does
+        any `partial` answer that arrived before the failure."""
+        return self._update(entry, status="failed", error=error, response=partial, **extra)
+
+    def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
+        """Mark a pending entry stopped by the user, keeping the partial answer."""
+        return self._update(entry, status="stopped", error=None, response=partial, **extra)
+
+    @staticmethod
+    def _tombstone(stored: dict[str, Any]) -> dict[str, Any]:
+        # The content goes; only what keeps the permalink meaningful (410, not reused) stays.
+        # `parent` and `root` stay too: later turns of a conversation remain linked through it.
+        return {"deleted": True, "prompt": "", "response": "", "error": None, "image_file": None, "usage": {}}
+
+    def _live_ancestor(self, permalink: str | None) -> Entry | None:
+        """The first live entry up a parent chain starting at `permalink` (tombstones skipped)."""
+        for _ in range(10_000):  # bounded, as in chain()
+            target = parse_cursor((permalink or "").removeprefix("/chatlog/"))
+            entry = self.get(*target) if target else None
+            if entry is None or not entry.deleted:
+                return entry
+            permalink = entry.parent
+        return None
+
+    def chain(self, entry: Entry) -> list[Entry]:
+        """The turns `entry` follows up, oldest first, ending with `entry` (deleted ones skipped)."""
+        turns: list[Entry] = []
+        current: Entry | None = entry
+        for _ in range(10_000):  # bounded: a chain never loops, but a hand-edited file might
+            if current is None:
+                break
+            if not current.deleted:
+                turns.append(current)
+            parent = parse_cursor((current.parent or "").removeprefix("/chatlog/"))
+            current = self.get(*parent) if parent else None
+        return list(reversed(turns))
+
+    def days(self, *, newest_first: bool = True, limit: int | None = None) -> list[Day]:
+        """Entries grouped by date (deleted ones left out); `limit` caps the number of entries."""
+        picked: list[dict[str, Any]] = []
+        for raw in self.iter_entries(newest_first=newest_first):
+            if limit is not None and len(picked) >= limit:
+                break
+            picked.append(raw)
+        return _group(picked)
+
+    def today(self) -> str:
+        """Today's date by the store's clock (the server's local date)."""
+        return self.clock().date().isoformat()
+
+    def quarantined(self) -> list[str]:
+        """Names of damaged parts of the history that were moved aside (none for a database)."""
+        return []
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the store can take writes now, and a short word on why not."""
+        raise NotImplementedError
+
+    # -- import / export ---------------------------------------------------------------------
+
+    def export_seed(self) -> dict[str, list[dict[str, str]]]:
+        """The whole history in the seed's `chatlog.json` shape, oldest date first.
+
+        Failed entries carry an `error` field next to the seed's `prompt` and `response`.
+        """
+        out: dict[str, list[dict[str, str]]] = {}
+        for raw in self.iter_entries(newest_first=False):
+            row = {"prompt": raw["prompt"], "response": raw["response"]}
+            if raw.get("status") == "failed" and raw.get("error"):
+                row["error"] = raw["error"]
+            elif raw.get("status") == "pending":
+                row["error"] = "The answer was not finished."
+            out.setdefault(raw["date"], []).append(row)
+        return out
+
+    def export_full(self) -> list[dict[str, Any]]:
+        """Every live entry with all its fields, oldest first."""
+        return [Entry.from_dict(raw).to_dict() for raw in self.iter_entries(newest_first=False)]
+
+    @staticmethod
+    def validate_seed(data: Any) -> None:
+        """Raise ValueError saying what is wrong unless `data` is in the seed's format."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object of dates, as the seed's chatlog.json")
+        for date, rows in data.items():
+            if not isinstance(date, str) or not DATE_RE.match(date):
+                raise ValueError(f"{date!r} is not a date (YYYY-MM-DD)")
+            try:
+                datetime.strptime(date, "%Y-%m-%d")
+            except ValueError:
+                raise ValueError(f"{date!r} is not a valid date") from None
+            if not isinstance(rows, list) or not all(
+                isinstance(r, dict)
+                and isinstance(r.get("prompt"), str)
+                and isinstance(r.get("response", ""), str)
+                for r in rows
+            ):
+                raise ValueError(f"entries of {date} must be objects with string 'prompt' and 'response'")
+
+
+class ChatLog(HistoryStore):
+    """The history store in TinyDB files. Each write is one short, locked transaction on one
+    day's file."""
+
+    backend = "tinydb"
 
     def __init__(self, data_dir: Path, clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__(clock)
         self.root = Path(data_dir) / "history"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(data_dir) / "run"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.lock = FileLock(str(self.root / ".lock"), timeout=60)
         self.seq_path = self.root / "sequence.json"
-        self.clock = clock or (lambda: datetime.now().astimezone())
         self._cache: dict[str, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}
         self._folded: dict[str, tuple[tuple[int, int, int], str]] = {}
         self._cache_lock = threading.Lock()
@@ -355,32 +538,16 @@ class ChatLog:
 
         With `parent`, the entry is the next turn of the parent's conversation.
         """
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}")
-        now = self.clock()
-        date = now.date().isoformat()
+        entry = self._new_entry(kind, prompt, model, demo, parent)
         with self.lock:
             if parent is not None:
                 self._count_followup(parent, +1)
             # Durable like every write: the rewrite carries the day's acknowledged entries too.
-            with self._db(date) as db:
+            with self._db(entry.date) as db:
                 table = db.table(TABLE)
-                index = self._next_index(table, date)
-                entry = Entry(
-                    id=uuid.uuid4().hex,
-                    date=date,
-                    index=index,
-                    created_at=now.isoformat(timespec="seconds"),
-                    kind=kind,
-                    prompt=prompt,
-                    model=model,
-                    demo=demo,
-                    parent=parent.permalink if parent else None,
-                    root=parent.thread if parent else None,
-                    turn=parent.turn + 1 if parent else 1,
-                )
-                table.insert(Document(entry.to_dict(), doc_id=index + 1))
-                self._reserve_sequence(date, index)
+                entry.index = self._next_index(table, entry.date)
+                table.insert(Document(entry.to_dict(), doc_id=entry.index + 1))
+                self._reserve_sequence(entry.date, entry.index)
         return entry
 
     def _count_followup(self, entry: Entry, step: int) -> None:
@@ -405,19 +572,6 @@ class ChatLog:
             table.update(changes, doc_ids=[entry.index + 1])
             return Entry.from_dict({**stored, **changes})
 
-    def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
-        """Record the answer of a pending entry; it is durable when this returns."""
-        return self._update(entry, response=response, status="done", error=None, **extra)
-
-    def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
-        """Mark a pending entry failed with a human error message; the prompt stays, and so does
-        any `partial` answer that arrived before the failure."""
-        return self._update(entry, status="failed", error=error, response=partial, **extra)
-
-    def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
-        """Mark a pending entry stopped by the user, keeping the partial answer."""
-        return self._update(entry, status="stopped", error=None, response=partial, **extra)
-
     def delete(self, date: str, index: int) -> Entry | None:
         """Delete one entry, leaving a tombstone; returns what was deleted (None if nothing)."""
         if not DATE_RE.match(date) or index < 0 or not self._path(date).exists():
@@ -440,16 +594,6 @@ class ChatLog:
         if ancestor is not None:
             self._count_followup(ancestor, deleted.get("followups", 0) - 1)
 
-    def _live_ancestor(self, permalink: str | None) -> Entry | None:
-        """The first live entry up a parent chain starting at `permalink` (tombstones skipped)."""
-        for _ in range(10_000):  # bounded, as in chain()
-            target = parse_cursor((permalink or "").removeprefix("/chatlog/"))
-            entry = self.get(*target) if target else None
-            if entry is None or not entry.deleted:
-                return entry
-            permalink = entry.parent
-        return None
-
     def delete_day(self, date: str) -> list[Entry]:
         """Delete every entry of a date (tombstones keep its indexes unused); returns them."""
         if not DATE_RE.match(date) or not self._path(date).exists():
@@ -462,12 +606,6 @@ class ChatLog:
                 if (entry := self.delete(date, raw["index"])) is not None:
                     deleted.append(entry)
         return deleted
-
-    @staticmethod
-    def _tombstone(stored: dict[str, Any]) -> dict[str, Any]:
-        # The content goes; only what keeps the permalink meaningful (410, not reused) stays.
-        # `parent` and `root` stay too: later turns of a conversation remain linked through it.
-        return {"deleted": True, "prompt": "", "response": "", "error": None, "image_file": None, "usage": {}}
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -532,15 +670,6 @@ class ChatLog:
             picked.append(Entry.from_dict(raw))
         return picked, None
 
-    def days(self, *, newest_first: bool = True, limit: int | None = None) -> list[Day]:
-        """Entries grouped by date (deleted ones left out); `limit` caps the number of entries."""
-        picked: list[dict[str, Any]] = []
-        for raw in self.iter_entries(newest_first=newest_first):
-            if limit is not None and len(picked) >= limit:
-                break
-            picked.append(raw)
-        return _group(picked)
-
     @staticmethod
     def _searchable(raw: dict[str, Any]) -> str:
         if raw.get("deleted"):
@@ -577,19 +706,6 @@ class ChatLog:
         ]
         return turns or [entry]
 
-    def chain(self, entry: Entry) -> list[Entry]:
-        """The turns `entry` follows up, oldest first, ending with `entry` (deleted ones skipped)."""
-        turns: list[Entry] = []
-        current: Entry | None = entry
-        for _ in range(10_000):  # bounded: a chain never loops, but a hand-edited file might
-            if current is None:
-                break
-            if not current.deleted:
-                turns.append(current)
-            parent = parse_cursor((current.parent or "").removeprefix("/chatlog/"))
-            current = self.get(*parent) if parent else None
-        return list(reversed(turns))
-
     def search(self, query: str, limit: int = 100) -> list[Entry]:
         """Entries whose prompt or answer contains `query` (case-insensitive), newest first."""
         needle = query.casefold().strip()
@@ -607,10 +723,6 @@ class ChatLog:
                         return found
         return found
 
-    def today(self) -> str:
-        """Today's date by the store's clock (the server's local date)."""
-        return self.clock().date().isoformat()
-
     def count_on(self, date: str) -> int:
         """Entries created on `date`, deleted ones included (they were generated all the same)."""
         return len(self._read_day(date)) if DATE_RE.match(date) else 0
@@ -619,46 +731,45 @@ class ChatLog:
         """Number of entries (deleted ones left out)."""
         return sum(1 for _ in self.iter_entries())
 
+    def ready(self) -> tuple[bool, str]:
+        try:
+            probe = self.root / f".readyz-{uuid.uuid4().hex}.tmp"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError:
+            return False, "not writable"
+        return True, "writable"
+
+    # -- streams -----------------------------------------------------------------------------
+    # Which process streams a pending entry, and Stop requests for it, as marker files in
+    # DATA_DIR/run: every process sharing the DATA_DIR sees them.
+
+    def claim_run(self, entry_id: str) -> bool:
+        """Claim the stream of an entry; True for exactly one caller across processes."""
+        try:
+            (self.run_dir / f"{entry_id}.claim").open("x").close()
+        except FileExistsError:
+            return False
+        return True
+
+    def run_claimed_for(self, entry_id: str) -> float | None:
+        """Seconds since the entry's stream was claimed, None if nobody holds it."""
+        try:
+            return time.time() - (self.run_dir / f"{entry_id}.claim").stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def request_stop(self, entry_id: str) -> None:
+        (self.run_dir / f"{entry_id}.stop").touch()
+
+    def stop_requested(self, entry_id: str) -> bool:
+        return (self.run_dir / f"{entry_id}.stop").exists()
+
+    def release_run(self, entry_id: str) -> None:
+        for suffix in (".claim", ".stop"):
+            (self.run_dir / f"{entry_id}{suffix}").unlink(missing_ok=True)
+
     # -- import / export ---------------------------------------------------------------------
-
-    def export_seed(self) -> dict[str, list[dict[str, str]]]:
-        """The whole history in the seed's `chatlog.json` shape, oldest date first.
-
-        Failed entries carry an `error` field next to the seed's `prompt` and `response`.
-        """
-        out: dict[str, list[dict[str, str]]] = {}
-        for raw in self.iter_entries(newest_first=False):
-            row = {"prompt": raw["prompt"], "response": raw["response"]}
-            if raw.get("status") == "failed" and raw.get("error"):
-                row["error"] = raw["error"]
-            elif raw.get("status") == "pending":
-                row["error"] = "The answer was not finished."
-            out.setdefault(raw["date"], []).append(row)
-        return out
-
-    def export_full(self) -> list[dict[str, Any]]:
-        """Every live entry with all its fields, oldest first."""
-        return [Entry.from_dict(raw).to_dict() for raw in self.iter_entries(newest_first=False)]
-
-    @staticmethod
-    def validate_seed(data: Any) -> None:
-        """Raise ValueError saying what is wrong unless `data` is in the seed's format."""
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object of dates, as the seed's chatlog.json")
-        for date, rows in data.items():
-            if not isinstance(date, str) or not DATE_RE.match(date):
-                raise ValueError(f"{date!r} is not a date (YYYY-MM-DD)")
-            try:
-                datetime.strptime(date, "%Y-%m-%d")
-            except ValueError:
-                raise ValueError(f"{date!r} is not a valid date") from None
-            if not isinstance(rows, list) or not all(
-                isinstance(r, dict)
-                and isinstance(r.get("prompt"), str)
-                and isinstance(r.get("response", ""), str)
-                for r in rows
-            ):
-                raise ValueError(f"entries of {date} must be objects with string 'prompt' and 'response'")
 
     def import_seed(
         self, data: Any, image_file_for: Callable[[str], str | None] = lambda response: None
@@ -681,26 +792,12 @@ class ChatLog:
                     index = self._next_index(table, date)
                     new_docs = []
                     for row in data[date]:
-                        prompt, response = row["prompt"], row.get("response", "")
-                        if (prompt, response) in present:
+                        key = (row["prompt"], row.get("response", ""))
+                        if key in present:
                             skipped += 1
                             continue
-                        present.add((prompt, response))
-                        is_image = looks_like_image_response(response)
-                        error = row.get("error") if isinstance(row.get("error"), str) else None
-                        entry = Entry(
-                            id=uuid.uuid4().hex,
-                            date=date,
-                            index=index,
-                            created_at=f"{date}T00:00:00",
-                            kind="image" if is_image else "code",
-                            prompt=prompt,
-                            response=response,
-                            model="imported",
-                            status="failed" if error else "done",
-                            error=error,
-                            image_file=image_file_for(response) if is_image else None,
-                        )
+                        present.add(key)
+                        entry = self._seed_entry(date, index, row, image_file_for)
                         new_docs.append(Document(entry.to_dict(), doc_id=index + 1))
                         index += 1
                     if new_docs:

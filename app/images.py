@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import logging
+import os
 import re
 import socket
 import time
@@ -26,6 +27,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
+from flask import Response, send_file
 from PIL import Image, UnidentifiedImageError
 
 from .files import atomic_write
@@ -229,24 +231,104 @@ def encode_image(image: Image.Image, data: bytes) -> tuple[bytes, bytes]:
     return stripped, small.getvalue()
 
 
-class ImageStore:
-    """Validated PNG files and their thumbnails, one pair per entry, in `DATA_DIR/images`."""
+class ImageStoreUnavailable(RuntimeError):
+    """The image store (an object store) cannot be reached; the message is safe to show."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.root = Path(data_dir) / "images"
-        self.root.mkdir(parents=True, exist_ok=True)
+
+def thumb_name(name: str) -> str:
+    """The thumbnail's name of an original `<id>.png`."""
+    return name.removesuffix(".png") + ".thumb.webp"
+
+
+class BaseImageStore:
+    """What every image backend offers (files in DATA_DIR, or S3-compatible object storage).
+
+    Names are `<entry id>.png` and `<entry id>.thumb.webp`, checked against NAME_RE before any
+    storage is touched, and never rewritten, so they are cached for ever.
+    """
+
+    backend = "abstract"
 
     def save(self, entry_id: str, data: bytes) -> StoredImage:
-        """Validate `data`, re-encode it and write `<entry_id>.png` and its thumbnail atomically."""
+        """Validate `data`, strip its metadata, and store the original and its thumbnail."""
         image = decode_image(data)
         name, thumb = f"{entry_id}.png", f"{entry_id}.thumb.webp"
         if not NAME_RE.match(name):
             raise ValueError("entry ids are 32 hex digits")
         original, small = encode_image(image, data)
-        atomic_write(self.root / thumb, small)
-        atomic_write(self.root / name, original)
-        log.debug("Bild gespeichert unter: %s", self.root / name)
+        self.put(thumb, small)
+        self.put(name, original)  # last: an original is only ever there with its thumbnail
+        log.debug("Bild gespeichert unter: %s", self.location(name))
         return StoredImage(name=name, thumb=thumb, width=image.width, height=image.height)
+
+    def put(self, name: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def read(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def remove(self, name: str) -> None:
+        raise NotImplementedError
+
+    def names(self) -> list[str]:
+        """Every stored name (originals and thumbnails)."""
+        raise NotImplementedError
+
+    def location(self, name: str) -> str:
+        raise NotImplementedError
+
+    def serve(self, name: str, *, download_name: str | None = None) -> Response:
+        """The response for `/images/<name>` (cached for ever), or a download of it."""
+        raise NotImplementedError
+
+    def ready(self) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    @staticmethod
+    def content_type(name: str) -> str:
+        return IMAGE_TYPES[name.split(".", 1)[1]]
+
+    def delete(self, name: str) -> bool:
+        """Remove an entry's image and its thumbnail; False if there was none."""
+        if not NAME_RE.match(name) or not self.exists(name):
+            return False
+        self.remove(name)
+        self.remove(thumb_name(name))
+        log.info("Deleted image %s", name)
+        return True
+
+    def name_for_url(self, url: str) -> str | None:
+        """For an app image URL (`/images/<name>`) that is stored, its name (used on import)."""
+        if not url.startswith("/images/"):
+            return None
+        name = url.removeprefix("/images/")
+        return name if NAME_RE.match(name) and self.exists(name) else None
+
+    @staticmethod
+    def url(name: str) -> str:
+        return f"/images/{name}"
+
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+class ImageStore(BaseImageStore):
+    """Validated PNG files and their thumbnails, one pair per entry, in `DATA_DIR/images`."""
+
+    backend = "files"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / "images"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, name: str, data: bytes) -> None:
+        atomic_write(self.root / name, data)
+
+    def location(self, name: str) -> str:
+        return str(self.root / name)
 
     def path(self, name: str) -> Path | None:
         """The file for a served name, or None for anything that is not one of ours."""
@@ -255,27 +337,36 @@ class ImageStore:
         path = self.root / name
         return path if path.is_file() else None
 
-    @staticmethod
-    def content_type(name: str) -> str:
-        return IMAGE_TYPES[name.split(".", 1)[1]]
+    def exists(self, name: str) -> bool:
+        return self.path(name) is not None
 
-    def delete(self, name: str) -> bool:
-        """Remove an entry's image file and its thumbnail; False if there was none."""
+    def read(self, name: str) -> bytes:
         path = self.path(name)
         if path is None:
-            return False
-        path.unlink(missing_ok=True)
-        (self.root / (name.removesuffix(".png") + ".thumb.webp")).unlink(missing_ok=True)
-        log.info("Deleted image %s", name)
-        return True
+            raise FileNotFoundError(name)
+        return path.read_bytes()
 
-    def name_for_url(self, url: str) -> str | None:
-        """For an app image URL (`/images/<name>`) whose file exists, its name (used on import)."""
-        if not url.startswith("/images/"):
-            return None
-        name = url.removeprefix("/images/")
-        return name if self.path(name) else None
+    def remove(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
 
-    @staticmethod
-    def url(name: str) -> str:
-        return f"/images/{name}"
+    def names(self) -> list[str]:
+        return sorted(n for n in os.listdir(self.root) if NAME_RE.match(n))
+
+    def serve(self, name: str, *, download_name: str | None = None) -> Response:
+        path = self.path(name)
+        if path is None:
+            raise FileNotFoundError(name)
+        if download_name:
+            return send_file(
+                path,
+                mimetype=self.content_type(name),
+                as_attachment=True,
+                download_name=download_name,
+                max_age=0,
+            )
+        response = send_file(path, mimetype=self.content_type(name), max_age=31_536_000, conditional=True)
+        response.headers["Cache-Control"] = IMMUTABLE
+        return response
+
+    def ready(self) -> tuple[bool, str]:
+        return (True, "writable") if os.access(self.root, os.W_OK) else (False, "not writable")

@@ -47,14 +47,25 @@ LIMITED = {
 }
 
 
-def init_app(app: Flask, settings: Settings) -> Limiter:
-    """Add the security headers and the rate limits to `app`; returns its limiter."""
+def init_app(app: Flask, settings: Settings, image_origin: str | None = None) -> Limiter:
+    """Add the security headers and the rate limits to `app`; returns its limiter.
+
+    `image_origin` is where images are served from when not same-origin (presigned object
+    store URLs); the CSP's img-src allows it too.
+    """
+    headers = dict(HEADERS)
+    if image_origin:
+        headers["Content-Security-Policy"] = CSP.replace(
+            "img-src 'self' data:", f"img-src 'self' data: {image_origin}"
+        )
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:
-        for name, value in HEADERS.items():
+        for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response
+
+    shared_storage = not settings.ratelimit_storage_uri.startswith("memory://")
 
     limiter = Limiter(
         get_remote_address,
@@ -66,6 +77,12 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
         strategy="moving-window",
         key_prefix="chat",
+        # A shared storage (Redis …) that goes down must not take the app with it: limits are
+        # then counted per process until it is back (flask-limiter logs the failure).
+        in_memory_fallback_enabled=shared_storage,
+        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2}
+        if settings.ratelimit_storage_uri.startswith(("redis://", "rediss://"))
+        else {},
     )
     for endpoint, setting in LIMITED.items():
         # A shared limit (scoped by setting): code and image generations draw on one allowance.

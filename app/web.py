@@ -12,7 +12,6 @@ import math
 import re
 import time
 import unicodedata
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,6 @@ from flask import (
     make_response,
     render_template,
     request,
-    send_file,
     stream_with_context,
 )
 from flask_htmx import HTMX
@@ -34,8 +32,9 @@ from werkzeug.exceptions import HTTPException
 
 from . import image_options
 from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
-from .history import DATE_RE, ChatLog, Entry, Page
+from .history import DATE_RE, Entry, HistoryStore, HistoryUnavailable, Page
 from .i18n import N_
+from .images import ImageStoreUnavailable
 from .rendering import code_blocks
 from .security import limit_retry_after
 
@@ -54,7 +53,7 @@ def _generator() -> Generator:
     return current_app.extensions["generator"]
 
 
-def _chatlog() -> ChatLog:
+def _chatlog() -> HistoryStore:
     return current_app.extensions["chatlog"]
 
 
@@ -439,17 +438,14 @@ def delete_day(date: str):
 @bp.get("/images/<name>")
 def image_file(name: str):
     images = current_app.extensions["images"]
-    path = images.path(name)
-    if path is None and name.endswith(".thumb.webp"):
+    if not images.exists(name) and name.endswith(".thumb.webp"):
         # Images stored before thumbnails existed: the original stands in for its thumbnail.
         name = name.removesuffix(".thumb.webp") + ".png"
-        path = images.path(name)
-    if path is None:
+    try:
+        # Names are unique per entry and never rewritten, so the image is cached for ever.
+        return images.serve(name)
+    except (FileNotFoundError, ValueError):
         abort(404, description=N_("There is no such image."))
-    # Names are unique per entry and never rewritten, so the file can be cached for ever.
-    response = send_file(path, mimetype=images.content_type(name), max_age=31_536_000, conditional=True)
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    return response
 
 
 def download_name(prompt: str, extension: str) -> str:
@@ -463,16 +459,14 @@ def download_name(prompt: str, extension: str) -> str:
 def download_image(date: str, index: int):
     """An entry's image as a download named after its prompt."""
     entry = _existing_entry(date, index)
-    path = current_app.extensions["images"].path(entry.image_file or "") if entry.kind == "image" else None
-    if path is None:
+    if entry.kind != "image" or not entry.image_file:
         abort(404, description="This entry has no image (any more).")
-    return send_file(
-        path,
-        mimetype="image/png",
-        as_attachment=True,
-        download_name=download_name(entry.prompt, "png"),
-        max_age=0,
-    )
+    try:
+        return current_app.extensions["images"].serve(
+            entry.image_file, download_name=download_name(entry.prompt, "png")
+        )
+    except (FileNotFoundError, ValueError):
+        abort(404, description="This entry has no image (any more).")
 
 
 @bp.get("/images")
@@ -498,22 +492,24 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready: the history store is writable and an upstream (or the demo) is configured."""
-    store = _chatlog().root
-    try:
-        probe = store / f".readyz-{uuid.uuid4().hex}.tmp"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-        store_ok = True
-    except OSError:
-        store_ok = False
+    """Ready: the history and image stores take writes and an upstream (or the demo) is set up.
+
+    A load balancer stops sending requests to a server whose database or object store it
+    cannot reach (503), and sends them again when they are back.
+    """
+    store_ok, store = _chatlog().ready()
+    images_ok, images = current_app.extensions["images"].ready()
     provider = _generator().provider
+    ready = store_ok and images_ok
     body = {
-        "ready": store_ok,
-        "store": "writable" if store_ok else "not writable",
+        "ready": ready,
+        "store": store,
+        "history": _chatlog().backend,
+        "images": images,
+        "image_store": current_app.extensions["images"].backend,
         "upstream": "demo" if provider.demo else "configured",
     }
-    return jsonify(body), 200 if store_ok else 503
+    return jsonify(body), 200 if ready else 503
 
 
 @bp.after_app_request
@@ -543,6 +539,26 @@ def error_response(status: int, message: str, title: str):
         body = render_template("partials/_error.html", message=message)
         return make_response(body, 200, {"X-Error-Status": str(status)})
     return render_template("error.html", status=status, title=title, message=message), status
+
+
+@bp.app_errorhandler(HistoryUnavailable)
+def history_unavailable(error: HistoryUnavailable):
+    # Nothing was written; the form keeps the prompt, so the user can send it again.
+    message = N_(
+        "The history database cannot be reached right now. Nothing was saved; please try again in a moment."
+    )
+    return _unavailable(message)
+
+
+@bp.app_errorhandler(ImageStoreUnavailable)
+def image_store_unavailable(error: ImageStoreUnavailable):
+    return _unavailable(N_("The image store cannot be reached right now. Please try again in a moment."))
+
+
+def _unavailable(message: str):
+    response = make_response(error_response(503, message, "Service Unavailable"))
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 @bp.app_errorhandler(HTTPException)

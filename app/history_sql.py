@@ -1,0 +1,543 @@
+"""The chat history in PostgreSQL, for several app servers sharing one history.
+
+Chosen with `HISTORY_URL=postgresql://user:password@host:5432/db`; the schema is created and
+upgraded by Alembic (app/migrations) when the app starts, under an advisory lock so servers
+starting together do not race. It implements the same :class:`HistoryStore` interface as the
+TinyDB files, with the same permalinks: an entry is `(day, idx)`, the day's next index comes from
+a per-day counter row (`days`), so indexes are never reused, and a deleted entry stays as a
+tombstone that answers 410.
+
+Search is a case-insensitive substring match, like the TinyDB store's, served by a trigram GIN
+index (pg_trgm) on each entry's case-folded text, so it stays fast at millions of rows.
+
+Every operation is one short transaction. A database that cannot be reached raises
+:class:`HistoryUnavailable` (HTTP 503 with a clear message; nothing half-written).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from .history import (
+    DATE_RE,
+    Entry,
+    HistoryStore,
+    HistoryUnavailable,
+    Page,
+    _group,
+    parse_cursor,
+)
+
+log = logging.getLogger("app.history")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SEPARATOR = "\x1f"  # between prompt and answer in the searchable text (PostgreSQL text has no NUL)
+BATCH = 500  # rows per round trip when walking the whole history
+SCHEMA_LOCK = 0x6869_7374  # advisory lock id held while migrating ("hist")
+RETRIED_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: safe to run again
+
+metadata = sa.MetaData()
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("day", sa.Text, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("id", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("demo", sa.Boolean, nullable=False),
+    sa.Column("image_file", sa.Text),
+    sa.Column("usage", JSONB, nullable=False),
+    sa.Column("options", JSONB, nullable=False),
+    sa.Column("dimensions", JSONB, nullable=False),
+    sa.Column("parent", sa.Text),
+    sa.Column("root", sa.Text),
+    sa.Column("turn", sa.Integer, nullable=False),
+    sa.Column("followups", sa.Integer, nullable=False),
+    sa.Column("context_dropped", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("searchable", sa.Text, nullable=False),
+)
+days_table = sa.Table(
+    "days",
+    metadata,
+    sa.Column("day", sa.Text, primary_key=True),
+    sa.Column("next_idx", sa.Integer, nullable=False),
+)
+runs = sa.Table(
+    "stream_runs",
+    metadata,
+    sa.Column("entry_id", sa.Text, primary_key=True),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("stop_requested", sa.Boolean, nullable=False),
+)
+
+FIELDS = tuple(Entry.__dataclass_fields__)
+position = sa.tuple_(entries.c.day, entries.c.idx)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://…` (what people write) → the psycopg 3 driver SQLAlchemy should use."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError("HISTORY_URL must start with postgresql://")
+
+
+def searchable(kind: str, prompt: str, response: str, deleted: bool = False) -> str:
+    """The case-folded text a search matches: the prompt, and the answer unless it is an image."""
+    if deleted:
+        return ""
+    return f"{prompt}{SEPARATOR}{response if kind != 'image' else ''}".casefold()
+
+
+def _like_pattern(needle: str) -> str:
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _row(entry: dict[str, Any]) -> dict[str, Any]:
+    """A table row for an entry's fields."""
+    row = {f: entry.get(f) for f in FIELDS if f not in ("date", "index")}
+    row["day"], row["idx"] = entry["date"], entry["index"]
+    defaults = Entry(id="", date="", index=0, created_at="", kind="code", prompt="").to_dict()
+    for name, value in defaults.items():
+        if name in row and row[name] is None and value is not None:
+            row[name] = value
+    row["searchable"] = searchable(row["kind"], row["prompt"], row["response"], row["deleted"])
+    return row
+
+
+def _raw(row: Any) -> dict[str, Any]:
+    """The entry dict (as the TinyDB store keeps it) of a table row."""
+    data = {f: row[f] for f in FIELDS if f not in ("date", "index")}
+    data["date"], data["index"] = row["day"], row["idx"]
+    return data
+
+
+def _entry(row: Any) -> Entry:
+    return Entry.from_dict(_raw(row))
+
+
+def _public_error(error: Exception) -> str:
+    """The kind of a database failure, for the log, without the connection string."""
+    original = getattr(error, "orig", None)
+    return type(original or error).__name__
+
+
+class SQLChatLog(HistoryStore):
+    """The history store in PostgreSQL (see the module's docstring)."""
+
+    backend = "postgresql"
+    stop_poll_interval = 0.25  # a round trip per check: not after every token
+
+    def __init__(
+        self,
+        url: str,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 30,
+        connect_timeout: int = 5,
+    ) -> None:
+        super().__init__(clock)
+        self.engine: Engine = sa.create_engine(
+            sqlalchemy_url(url),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            pool_timeout=connect_timeout * 2,
+            connect_args={"connect_timeout": connect_timeout, "application_name": "flask-chat"},
+        )
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    # -- connection and schema ---------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest Alembic revision (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            # One server migrates; the others wait here and then find nothing left to do.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+        self._schema_ready = True
+
+    def ensure_schema(self) -> bool:
+        """Migrate once per process; False (logged) while the database cannot be reached."""
+        if self._schema_ready:
+            return True
+        with self._schema_lock:
+            if not self._schema_ready:
+                try:
+                    self.migrate()
+                except (OperationalError, DBAPIError) as e:
+                    log.error("The history database is not reachable (%s).", _public_error(e))
+                    return False
+        return True
+
+    def _tx(self, work: Callable[[Connection], Any]) -> Any:
+        """Run `work` in one transaction; a deadlock or serialization failure is retried."""
+        if not self.ensure_schema():
+            raise HistoryUnavailable("The history database is not reachable.")
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as e:
+                state = getattr(e.orig, "sqlstate", None)
+                if state in RETRIED_SQLSTATES and attempt < 2:
+                    continue
+                if isinstance(e, OperationalError) or e.connection_invalidated:
+                    log.error("The history database is not reachable (%s).", _public_error(e))
+                    raise HistoryUnavailable("The history database is not reachable.") from None
+                raise
+        raise AssertionError("unreachable")
+
+    def ready(self) -> tuple[bool, str]:
+        try:
+            self._tx(lambda c: c.execute(sa.text("SELECT 1")))
+        except HistoryUnavailable:
+            return False, "database unreachable"
+        return True, "database reachable"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _allocate(conn: Connection, day: str, count: int = 1) -> int:
+        """Reserve `count` indexes of `day`; returns the first (row lock until commit)."""
+        stmt = sa.text(
+            "INSERT INTO days (day, next_idx) VALUES (:day, :n) "
+            "ON CONFLICT (day) DO UPDATE SET next_idx = days.next_idx + :n RETURNING next_idx"
+        )
+        return conn.execute(stmt, {"day": day, "n": count}).scalar_one() - count
+
+    def begin(
+        self, kind: str, prompt: str, model: str, *, demo: bool = False, parent: Entry | None = None
+    ) -> Entry:
+        entry = self._new_entry(kind, prompt, model, demo, parent)
+
+        def work(conn: Connection) -> Entry:
+            if parent is not None:
+                self._count_followup(conn, parent, +1)
+            entry.index = self._allocate(conn, entry.date)
+            conn.execute(entries.insert().values(_row(entry.to_dict())))
+            return entry
+
+        return self._tx(work)
+
+    @staticmethod
+    def _locked(conn: Connection, date: str, index: int) -> Any:
+        query = entries.select().where(entries.c.day == date, entries.c.idx == index).with_for_update()
+        return conn.execute(query).mappings().first()
+
+    def _count_followup(self, conn: Connection, entry: Entry, step: int) -> None:
+        conn.execute(
+            entries.update()
+            .where(
+                entries.c.day == entry.date,
+                entries.c.idx == entry.index,
+                entries.c.id == entry.id,
+                entries.c.deleted.is_(False),
+            )
+            .values(followups=sa.func.greatest(0, entries.c.followups + step))
+        )
+
+    def _update(self, entry: Entry, **changes: Any) -> Entry:
+        def work(conn: Connection) -> Entry:
+            row = self._locked(conn, entry.date, entry.index)
+            if row is None or row["id"] != entry.id:
+                raise KeyError(f"entry {entry.id} is not in the history")
+            stored = _raw(row)
+            if stored["deleted"] or stored["status"] != "pending":
+                return Entry.from_dict(stored)  # a late outcome never overwrites a result
+            merged = {**stored, **changes}
+            values = {k: v for k, v in _row(merged).items() if k in changes or k == "searchable"}
+            conn.execute(
+                entries.update()
+                .where(entries.c.day == entry.date, entries.c.idx == entry.index)
+                .values(values)
+            )
+            return Entry.from_dict(merged)
+
+        return self._tx(work)
+
+    def delete(self, date: str, index: int) -> Entry | None:
+        if not DATE_RE.match(date) or index < 0:
+            return None
+
+        def work(conn: Connection) -> Entry | None:
+            row = self._locked(conn, date, index)
+            if row is None or row["deleted"]:
+                return None
+            stored = _raw(row)
+            tomb = {**self._tombstone(stored), "searchable": ""}
+            conn.execute(entries.update().where(entries.c.day == date, entries.c.idx == index).values(tomb))
+            ancestor = self._live_ancestor_in(conn, stored.get("parent"))
+            if ancestor is not None:
+                self._count_followup(conn, ancestor, stored.get("followups", 0) - 1)
+            return Entry.from_dict(stored)
+
+        return self._tx(work)
+
+    def _live_ancestor_in(self, conn: Connection, permalink: str | None) -> Entry | None:
+        for _ in range(10_000):  # bounded, as in chain()
+            target = parse_cursor((permalink or "").removeprefix("/chatlog/"))
+            row = self._get_in(conn, *target) if target else None
+            if row is None or not row["deleted"]:
+                return _entry(row) if row is not None else None
+            permalink = row["parent"]
+        return None
+
+    def delete_day(self, date: str) -> list[Entry]:
+        if not DATE_RE.match(date):
+            return []
+        live = self._tx(
+            lambda c: (
+                c.execute(
+                    sa.select(entries.c.idx)
+                    .where(entries.c.day == date, entries.c.deleted.is_(False))
+                    .order_by(entries.c.idx.desc())
+                )
+                .scalars()
+                .all()
+            )
+        )
+        # One at a time, newest first, so follow-up counts move exactly as for single deletes.
+        return [e for index in live if (e := self.delete(date, index)) is not None]
+
+    # -- reads -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _get_in(conn: Connection, date: str, index: int) -> Any:
+        query = entries.select().where(entries.c.day == date, entries.c.idx == index)
+        return conn.execute(query).mappings().first()
+
+    def get(self, date: str, index: int) -> Entry | None:
+        if not DATE_RE.match(date) or index < 0:
+            return None
+        row = self._tx(lambda c: self._get_in(c, date, index))
+        return _entry(row) if row is not None else None
+
+    def _select(self, *where: Any, newest_first: bool = True, limit: int) -> list[Any]:
+        order = (
+            (entries.c.day.desc(), entries.c.idx.desc()) if newest_first else (entries.c.day, entries.c.idx)
+        )
+        query = entries.select().where(*where).order_by(*order).limit(limit)
+        return self._tx(lambda c: c.execute(query).mappings().all())
+
+    def iter_entries(
+        self, *, newest_first: bool = True, until: str | None = None, since: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Live entries a batch at a time (keyset pagination: no long-running transaction)."""
+        where: list[Any] = [entries.c.deleted.is_(False)]
+        if until is not None:
+            where.append(entries.c.day <= until)
+        if since is not None:
+            where.append(entries.c.day >= since)
+        after: tuple[str, int] | None = None
+        while True:
+            page_where = list(where)
+            if after is not None:
+                page_where.append(position < after if newest_first else position > after)
+            rows = self._select(*page_where, newest_first=newest_first, limit=BATCH)
+            for row in rows:
+                yield _raw(row)
+            if len(rows) < BATCH:
+                return
+            after = (rows[-1]["day"], rows[-1]["idx"])
+
+    def _before(self, before: str | None) -> list[Any]:
+        start = parse_cursor(before)
+        return [position < start] if start else []
+
+    def page(self, limit: int, before: str | None = None) -> Page:
+        where = [entries.c.deleted.is_(False), entries.c.followups == 0, *self._before(before)]
+        rows = self._select(*where, limit=limit + 1)
+        picked = [_raw(r) for r in rows[:limit]]
+        more = len(rows) > limit and picked
+        cursor = f"{picked[-1]['date']}/{picked[-1]['index']}" if more else None
+        return Page(_group(picked), cursor)
+
+    def images_page(self, limit: int, before: str | None = None) -> tuple[list[Entry], str | None]:
+        where = [
+            entries.c.deleted.is_(False),
+            entries.c.kind == "image",
+            entries.c.image_file.is_not(None),
+            *self._before(before),
+        ]
+        rows = self._select(*where, limit=limit + 1)
+        picked = [_entry(r) for r in rows[:limit]]
+        if len(rows) > limit and picked:
+            return picked, f"{picked[-1].date}/{picked[-1].index}"
+        return picked, None
+
+    def conversation(self, entry: Entry) -> list[Entry]:
+        thread = entry.thread
+        target = parse_cursor(thread.removeprefix("/chatlog/"))
+        if target is None:
+            return [entry]
+        where = [
+            entries.c.deleted.is_(False),
+            sa.or_(entries.c.root == thread, position == target),
+        ]
+        rows = self._select(*where, newest_first=False, limit=10_000)
+        return [_entry(r) for r in rows] or [entry]
+
+    def search(self, query: str, limit: int = 100) -> list[Entry]:
+        needle = query.casefold().strip()
+        if not needle:
+            return []
+        where = [entries.c.searchable.like(_like_pattern(needle), escape="\\")]
+        return [_entry(r) for r in self._select(*where, limit=limit)]
+
+    def count_on(self, date: str) -> int:
+        if not DATE_RE.match(date):
+            return 0
+        query = sa.select(sa.func.count()).select_from(entries).where(entries.c.day == date)
+        return self._tx(lambda c: c.execute(query).scalar_one())
+
+    def count(self) -> int:
+        query = sa.select(sa.func.count()).select_from(entries).where(entries.c.deleted.is_(False))
+        return self._tx(lambda c: c.execute(query).scalar_one())
+
+    def dates(self) -> list[str]:
+        return self._tx(
+            lambda c: c.execute(sa.select(days_table.c.day).order_by(days_table.c.day)).scalars().all()
+        )
+
+    # -- import ------------------------------------------------------------------------------
+
+    def import_seed(
+        self, data: Any, image_file_for: Callable[[str], str | None] = lambda response: None
+    ) -> tuple[int, int]:
+        """As :meth:`ChatLog.import_seed`: (added, skipped), entries already present skipped."""
+        self.validate_seed(data)
+        added = skipped = 0
+        for date in sorted(data):
+
+            def work(conn: Connection, date: str = date) -> tuple[int, int]:
+                # The day's counter row, locked: one import of a day at a time.
+                self._allocate(conn, date, 0)
+                present = set(
+                    conn.execute(
+                        sa.select(entries.c.prompt, entries.c.response).where(
+                            entries.c.day == date, entries.c.deleted.is_(False)
+                        )
+                    ).tuples()
+                )
+                rows, skipped_here = [], 0
+                for row in data[date]:
+                    key = (row["prompt"], row.get("response", ""))
+                    if key in present:
+                        skipped_here += 1
+                        continue
+                    present.add(key)
+                    rows.append(row)
+                if rows:
+                    first = self._allocate(conn, date, len(rows))
+                    new = [
+                        _row(self._seed_entry(date, first + i, row, image_file_for).to_dict())
+                        for i, row in enumerate(rows)
+                    ]
+                    conn.execute(entries.insert(), new)
+                return len(rows), skipped_here
+
+            a, s = self._tx(work)
+            added, skipped = added + a, skipped + s
+        return added, skipped
+
+    def import_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> tuple[int, int, int]:
+        """Copy entries (tombstones included) keeping their permalinks; for migrate-history.
+
+        Returns (added, already present, conflicts): an entry already here with the same id is
+        present; a different entry at the same permalink is a conflict and is left alone.
+        `next_index` raises each day's counter so new entries never reuse a copied index.
+        """
+
+        def work(conn: Connection) -> tuple[int, int, int]:
+            for day, nxt in next_index.items():
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO days (day, next_idx) VALUES (:day, :n) "
+                        "ON CONFLICT (day) DO UPDATE SET next_idx = GREATEST(days.next_idx, :n)"
+                    ),
+                    {"day": day, "n": nxt},
+                )
+            if not batch:
+                return 0, 0, 0
+            rows = [_row(raw) for raw in batch]
+            from sqlalchemy.dialects.postgresql import insert
+
+            inserted = set(
+                conn.execute(
+                    insert(entries).values(rows).on_conflict_do_nothing().returning(entries.c.id)
+                ).scalars()
+            )
+            missing = [r for r in rows if r["id"] not in inserted]
+            present = 0
+            if missing:
+                ids = set(
+                    conn.execute(
+                        sa.select(entries.c.id).where(entries.c.id.in_([r["id"] for r in missing]))
+                    ).scalars()
+                )
+                present = sum(1 for r in missing if r["id"] in ids)
+            return len(inserted), present, len(missing) - present
+
+        return self._tx(work)
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def claim_run(self, entry_id: str) -> bool:
+        stmt = sa.text(
+            "INSERT INTO stream_runs (entry_id, claimed_at, stop_requested) VALUES (:id, now(), false) "
+            "ON CONFLICT (entry_id) DO UPDATE SET claimed_at = now() "
+            "WHERE stream_runs.claimed_at IS NULL RETURNING 1"
+        )
+        return self._tx(lambda c: c.execute(stmt, {"id": entry_id}).first() is not None)
+
+    def run_claimed_for(self, entry_id: str) -> float | None:
+        stmt = sa.text(
+            "SELECT EXTRACT(EPOCH FROM now() - claimed_at) FROM stream_runs "
+            "WHERE entry_id = :id AND claimed_at IS NOT NULL"
+        )
+        value = self._tx(lambda c: c.execute(stmt, {"id": entry_id}).scalar())
+        return float(value) if value is not None else None
+
+    def request_stop(self, entry_id: str) -> None:
+        stmt = sa.text(
+            "INSERT INTO stream_runs (entry_id, claimed_at, stop_requested) VALUES (:id, NULL, true) "
+            "ON CONFLICT (entry_id) DO UPDATE SET stop_requested = true"
+        )
+        self._tx(lambda c: c.execute(stmt, {"id": entry_id}))
+
+    def stop_requested(self, entry_id: str) -> bool:
+        stmt = sa.select(runs.c.stop_requested).where(runs.c.entry_id == entry_id)
+        return bool(self._tx(lambda c: c.execute(stmt).scalar()))
+
+    def release_run(self, entry_id: str) -> None:
+        self._tx(lambda c: c.execute(runs.delete().where(runs.c.entry_id == entry_id)))

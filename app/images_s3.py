@@ -1,0 +1,182 @@
+"""Images in S3-compatible object storage (AWS S3, MinIO, Ceph, Garage …), for several servers.
+
+Chosen with `IMAGE_STORE_URL=s3://bucket/prefix` (and `IMAGE_STORE_ENDPOINT_URL` for a server
+other than AWS). Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY, a profile, or an instance role); they are never logged.
+
+Objects are `<prefix>/<entry id>.png` and `<prefix>/<entry id>.thumb.webp`, validated and
+stripped of metadata before they are stored, exactly as files in DATA_DIR are. They are served
+through the app (`/images/<name>`, cached for ever, with ETag revalidation), or, with
+`IMAGE_STORE_PRESIGN=<seconds>`, by redirecting the browser to a presigned URL so the bytes
+never pass through the app servers.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from flask import Response, redirect, request
+
+from .images import IMMUTABLE, NAME_RE, BaseImageStore, ImageStoreUnavailable
+
+log = logging.getLogger("app.images")
+
+CHUNK = 64 * 1024
+
+
+def _missing(error: ClientError) -> bool:
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class S3ImageStore(BaseImageStore):
+    """Originals and thumbnails as objects in one bucket under one prefix."""
+
+    backend = "s3"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        presign: int = 0,
+        timeout: float = 10.0,
+    ) -> None:
+        parsed = urlparse(url)
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.presign = presign
+        self.endpoint_url = endpoint_url
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=Config(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"max_attempts": 3, "mode": "standard"},
+                # Path-style URLs work with every S3-compatible server (MinIO needs them).
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+    def key(self, name: str) -> str:
+        if not NAME_RE.match(name):
+            raise ValueError(f"{name!r} is not an image name")
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def location(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self.key(name)}"
+
+    def _call(self, what: str, fn, **kwargs):
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except ClientError as e:
+            if _missing(e):
+                raise FileNotFoundError(kwargs.get("Key", "")) from None
+            code = e.response.get("Error", {}).get("Code", "?")
+            log.error("The image store refused to %s (%s).", what, code)
+            raise ImageStoreUnavailable(f"The image store refused to {what} ({code}).") from None
+        except BotoCoreError as e:
+            log.error("The image store is not reachable (%s).", type(e).__name__)
+            raise ImageStoreUnavailable("The image store is not reachable.") from None
+
+    def put(self, name: str, data: bytes) -> None:
+        self._call(
+            "store an image",
+            self.client.put_object,
+            Key=self.key(name),
+            Body=data,
+            ContentType=self.content_type(name),
+            CacheControl=IMMUTABLE,
+        )
+
+    def exists(self, name: str) -> bool:
+        if not NAME_RE.match(name):
+            return False
+        try:
+            self._call("look up an image", self.client.head_object, Key=self.key(name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read(self, name: str) -> bytes:
+        return self._call("read an image", self.client.get_object, Key=self.key(name))["Body"].read()
+
+    def remove(self, name: str) -> None:
+        self._call("delete an image", self.client.delete_object, Key=self.key(name))
+
+    def names(self) -> list[str]:
+        found: list[str] = []
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    name = obj["Key"][len(prefix) :]
+                    if NAME_RE.match(name):
+                        found.append(name)
+        except (ClientError, BotoCoreError) as e:
+            raise ImageStoreUnavailable(f"The image store cannot be listed ({type(e).__name__}).") from None
+        return sorted(found)
+
+    def serve(self, name: str, *, download_name: str | None = None) -> Response:
+        key = self.key(name)
+        if self.presign:
+            params = {"Bucket": self.bucket, "Key": key}
+            if download_name:
+                params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
+            else:
+                params["ResponseCacheControl"] = IMMUTABLE
+            if not self.exists(name):
+                raise FileNotFoundError(name)
+            url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign)
+            response = redirect(url, 302)
+            # The redirect may be reused only while the URL it points to is still valid.
+            response.headers["Cache-Control"] = f"private, max-age={max(0, self.presign - 60)}"
+            return response
+        etag = request.headers.get("If-None-Match")
+        if etag and not download_name:
+            head = self._call("look up an image", self.client.head_object, Key=key)
+            if head.get("ETag") and head["ETag"].strip('"') in etag:
+                response = Response(status=304)
+                response.set_etag(head["ETag"].strip('"'))
+                response.headers["Cache-Control"] = IMMUTABLE
+                return response
+        obj = self._call("read an image", self.client.get_object, Key=key)
+        body = obj["Body"]
+        response = Response(
+            body.iter_chunks(CHUNK), mimetype=self.content_type(name), direct_passthrough=True
+        )
+        response.content_length = obj.get("ContentLength")
+        if obj.get("ETag"):
+            response.set_etag(obj["ETag"].strip('"'))
+        if obj.get("LastModified"):
+            response.last_modified = obj["LastModified"]
+        if download_name:
+            response.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+            response.headers["Cache-Control"] = "no-cache"
+        else:
+            response.headers["Cache-Control"] = IMMUTABLE
+        response.call_on_close(body.close)
+        return response
+
+    def ready(self) -> tuple[bool, str]:
+        try:
+            self._call("check the bucket", self.client.head_bucket)
+        except (ImageStoreUnavailable, FileNotFoundError):
+            return False, "object store unreachable"
+        return True, "object store reachable"
+
+    def origin(self) -> str | None:
+        """Where presigned URLs point (for the Content-Security-Policy's img-src)."""
+        if not self.presign:
+            return None
+        url = self.client.meta.endpoint_url
+        parsed = urlparse(url)
+        return f"{parsed.scheme}://{parsed.netloc}"

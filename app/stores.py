@@ -1,0 +1,36 @@
+"""Which history and image stores this app uses, chosen by configuration.
+
+`HISTORY_URL` unset → TinyDB files in DATA_DIR (the default); `postgresql://…` → PostgreSQL.
+`IMAGE_STORE_URL` unset → files in DATA_DIR; `s3://bucket/prefix` → S3-compatible storage.
+"""
+
+from __future__ import annotations
+
+from .config import Settings
+from .history import ChatLog, HistoryStore
+from .images import BaseImageStore, ImageStore
+
+
+def make_history(settings: Settings) -> HistoryStore:
+    if not settings.history_url:
+        return ChatLog(settings.data_dir)
+    from .history_sql import SQLChatLog
+
+    store = SQLChatLog(settings.history_url)
+    # Create or upgrade the schema now; if the database is down, the app still starts (and
+    # /readyz says not ready) and the schema is made on the first request that reaches it.
+    store.ensure_schema()
+    return store
+
+
+def make_images(settings: Settings) -> BaseImageStore:
+    if not settings.image_store_url:
+        return ImageStore(settings.data_dir)
+    from .images_s3 import S3ImageStore
+
+    return S3ImageStore(
+        settings.image_store_url,
+        endpoint_url=settings.image_store_endpoint_url,
+        region=settings.image_store_region,
+        presign=settings.image_store_presign,
+    )
