@@ -1,9 +1,12 @@
-"""CLI commands: `flask --app app import-chatlog FILE` and `export-chatlog [FILE]` (seed format)."""
+"""CLI commands: `flask --app app import-chatlog FILE` and `export-chatlog [FILE]` (seed format),
+`migrate-history --to postgresql://…` (TinyDB files and images → the shared stores) and
+`upgrade-history` (the PostgreSQL schema, which the app also upgrades when it starts)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
@@ -40,14 +43,125 @@ def export_chatlog(file: str | None) -> None:
     if file is None:
         sys.stdout.write(text)
         return
-    from pathlib import Path
-
     from .history import atomic_write_text
 
     atomic_write_text(Path(file).resolve(), text)
     click.echo(f"Exported the history to {file}.", err=True)
 
 
+BATCH = 500
+
+
+@click.command("migrate-history")
+@click.option("--to", "to_url", required=True, metavar="URL", help="postgresql://user:password@host/db")
+@click.option(
+    "--from",
+    "from_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The DATA_DIR to copy from (default: this app's DATA_DIR).",
+)
+@click.option("--images-to", metavar="S3_URL", help="s3://bucket/prefix (default: IMAGE_STORE_URL if set).")
+@click.option(
+    "--images-endpoint-url", metavar="URL", help="The S3 endpoint (default: IMAGE_STORE_ENDPOINT_URL)."
+)
+@with_appcontext
+def migrate_history(
+    to_url: str, from_dir: Path | None, images_to: str | None, images_endpoint_url: str | None
+):
+    """Copy a TinyDB history (and its images) into PostgreSQL (and S3-compatible storage).
+
+    Permalinks stay the same, deleted entries stay deleted, and running it again copies only
+    what is missing, so it can be repeated until the switch-over.
+    """
+    from .config import ConfigError, _s3_url, redact_url_password
+    from .history import ChatLog
+    from .history_sql import SQLChatLog
+    from .images import ImageStore
+
+    settings = current_app.config["SETTINGS"]
+    source_dir = from_dir or settings.data_dir
+    if not (source_dir / "history").is_dir():
+        raise click.ClickException(f"{source_dir} has no history folder to copy.")
+    try:
+        target = SQLChatLog(to_url)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if not target.ensure_schema():
+        raise click.ClickException(f"Cannot reach {redact_url_password(to_url)}.")
+    source = ChatLog(source_dir)
+    sequence = source._sequence()
+    days = [(date, source._read_day(date)) for date in source.dates()]
+    total = sum(len(rows) for _, rows in days)
+    added = present = 0
+    conflicts: list[str] = []
+    with click.progressbar(length=total, label="History", show_pos=True, file=sys.stderr) as bar:
+        for date, rows in days:
+            next_index = max([int(sequence.get(date, 0))] + [raw["index"] + 1 for raw in rows])
+            for start in range(0, max(len(rows), 1), BATCH):
+                batch = rows[start : start + BATCH]
+                a, p, c = target.import_entries(batch, {date: next_index})
+                added, present = added + a, present + p
+                if c:
+                    conflicts += _conflicting(target, batch)
+                bar.update(len(batch))
+    click.echo(f"History: copied {added} entries, {present} were already there.")
+    if quarantined := source.quarantined():
+        click.echo(f"Not copied (damaged, moved aside): {', '.join(quarantined)}.")
+
+    images_url = images_to or settings.image_store_url
+    if images_url:
+        from .images_s3 import S3ImageStore
+
+        try:
+            images_url = _s3_url(images_url)
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from None
+        local = ImageStore(source_dir)
+        remote = S3ImageStore(
+            images_url,
+            endpoint_url=images_endpoint_url or settings.image_store_endpoint_url,
+            region=settings.image_store_region,
+        )
+        names = local.names()
+        copied = 0
+        with click.progressbar(names, label="Images ", show_pos=True, file=sys.stderr) as bar:
+            for name in bar:
+                if not remote.exists(name):
+                    remote.put(name, local.read(name))
+                    copied += 1
+        click.echo(f"Images: copied {copied}, {len(names) - copied} were already there.")
+    target.close()
+    if conflicts:
+        listed = ", ".join(conflicts[:10]) + (" …" if len(conflicts) > 10 else "")
+        raise click.ClickException(
+            f"{len(conflicts)} permalinks already hold other entries in the database "
+            f"and were left alone: {listed}"
+        )
+
+
+def _conflicting(target, batch: list[dict]) -> list[str]:
+    """Permalinks of `batch` whose place in the database holds a different entry."""
+    found = []
+    for raw in batch:
+        there = target.get(raw["date"], raw["index"])
+        if there is not None and there.id != raw["id"]:
+            found.append(f"/chatlog/{raw['date']}/{raw['index']}")
+    return found
+
+
+@click.command("upgrade-history")
+@with_appcontext
+def upgrade_history() -> None:
+    """Create or upgrade the PostgreSQL schema of HISTORY_URL (the app also does this at start)."""
+    store = current_app.extensions["chatlog"]
+    if store.backend != "postgresql":
+        raise click.ClickException("HISTORY_URL is not set: the history is in DATA_DIR and has no schema.")
+    store.migrate()
+    click.echo("The history schema is up to date.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(import_chatlog)
     app.cli.add_command(export_chatlog)
+    app.cli.add_command(migrate_history)
+    app.cli.add_command(upgrade_history)

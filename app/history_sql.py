@@ -442,13 +442,10 @@ class SQLChatLog(HistoryStore):
             def work(conn: Connection, date: str = date) -> tuple[int, int]:
                 # The day's counter row, locked: one import of a day at a time.
                 self._allocate(conn, date, 0)
-                present = set(
-                    conn.execute(
-                        sa.select(entries.c.prompt, entries.c.response).where(
-                            entries.c.day == date, entries.c.deleted.is_(False)
-                        )
-                    ).tuples()
+                query = sa.select(entries.c.prompt, entries.c.response).where(
+                    entries.c.day == date, entries.c.deleted.is_(False)
                 )
+                present = {(prompt, response) for prompt, response in conn.execute(query)}
                 rows, skipped_here = [], 0
                 for row in data[date]:
                     key = (row["prompt"], row.get("response", ""))
