@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve test lint format bench lighthouse browser pygments-css translations clean help
+.PHONY: run serve test lint format bench lighthouse browser services pygments-css translations clean help
 
 help:
 	@echo "make run    - install into .venv and start the app on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
@@ -12,6 +12,7 @@ help:
 	@echo "make test   - install test tools (and Debian's chromium), lint, run every test"
 	@echo "make bench  - run the benchmarks (and Lighthouse) and write bench/RESULTS.md"
 	@echo "make format - format the code with ruff"
+	@echo "make services - install Debian's postgresql and redis-server for the tests (make test does)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,17 @@ browser:
 		echo "Browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'" >&2; exit 1; \
 	fi
 
+# The tests start their own PostgreSQL and Redis on free 127.0.0.1 ports (tests/services.py), from
+# Debian's packages; a cluster or redis the packages may start themselves is not used.
+services:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's postgresql and redis-server for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
+	else \
+		echo "Tests need PostgreSQL and redis-server: run 'sudo apt-get install postgresql redis-server'" >&2; exit 1; \
+	fi
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -54,10 +66,10 @@ format: $(VENV)/.dev
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
-test: $(VENV)/.dev browser lint tests/js/node_modules/.package-lock.json
+test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest
 
-bench: $(VENV)/.dev browser
+bench: $(VENV)/.dev browser services
 	$(PY) -m bench
 	$(MAKE) lighthouse
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 
+from . import services
 from .upstream import FakeUpstream
 
 # A key-shaped secret: tests assert it never shows up in logs, pages or responses.
@@ -42,12 +44,27 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_app(data_dir: Path) -> Callable[..., Any]:
+def history_backend() -> str:
+    """The history store the apps of a test use. A module that overrides this fixture with
+    `params=BACKENDS` runs its tests against TinyDB files and a real PostgreSQL alike."""
+    return "tinydb"
+
+
+BACKENDS = ("tinydb", "postgresql")
+
+
+@pytest.fixture
+def make_app(
+    data_dir: Path, history_backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Any]]:
     """Build an app on the test's DATA_DIR; keyword arguments override settings."""
+    history_url = request.getfixturevalue("pg_url") if history_backend == "postgresql" else None
+    apps: list[Any] = []
 
     def factory(**overrides: Any):
         # Retries off unless a test is about them: one scripted fault is then one failure.
         config: dict[str, Any] = {
+            "history_url": history_url,
             "data_dir": data_dir,
             "upstream_timeout": 5.0,
             "upstream_retries": 0,
@@ -57,9 +74,14 @@ def make_app(data_dir: Path) -> Callable[..., Any]:
         config.update(overrides)
         app = create_app(config)
         app.config["TESTING"] = True
+        apps.append(app)
         return app
 
-    return factory
+    yield factory
+    for app in apps:  # close database connections before the test's database is dropped
+        close = getattr(app.extensions["chatlog"], "close", None)
+        if close:
+            close()
 
 
 @pytest.fixture
@@ -114,6 +136,60 @@ def live_server() -> Callable[[Any], LiveServer]:
     yield start
     for server in started:
         server.__exit__(None, None, None)
+
+
+# Real backing services on 127.0.0.1 (tests/services.py), started once per session. A missing
+# server is a failure, never a skip: `make services` installs them (and `make test` runs it).
+
+
+def _start_service(start: Callable[[], Any]) -> Any:
+    try:
+        return start()
+    except services.ServiceNotInstalled as exc:
+        missing = str(exc)
+    pytest.fail(missing, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.PgServer]:
+    """A PostgreSQL cluster; `pg_server.url` logs in as the role `app` (CREATEDB, no superuser)."""
+    server = _start_service(lambda: services.start_postgres(tmp_path_factory.mktemp("postgres")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: services.PgServer) -> Iterator[str]:
+    """URL of a fresh, empty database owned by `app`, dropped (sessions and all) after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = pg_server.create_database(name)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.RedisServer]:
+    """A redis-server without persistence; `redis_server.url` is redis://127.0.0.1:PORT/0."""
+    server = _start_service(lambda: services.start_redis(tmp_path_factory.mktemp("redis")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[services.S3Server]:
+    """moto's S3 over HTTP; `s3_server.endpoint_url` is http://127.0.0.1:PORT, any credentials."""
+    server = _start_service(services.start_s3)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: services.S3Server) -> Iterator[tuple[str, str]]:
+    """(endpoint_url, bucket_name) of a fresh, empty bucket, deleted with its objects after the test."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    services.make_bucket(s3_server.endpoint_url, name)
+    yield s3_server.endpoint_url, name
+    services.delete_bucket(s3_server.endpoint_url, name)
 
 
 def parse_sse(text: str) -> list[tuple[str, str]]:

@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import HX, TEST_KEY, htmx_generate_code
+from .conftest import BACKENDS, HX, TEST_KEY, htmx_generate_code
 from .html import Node, parse
 from .test_browser import WatchedPage, browser, open_page  # noqa: F401
 from .upstream import Reply, chat_completion, error_body
+
+
+@pytest.fixture(params=BACKENDS)
+def history_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the TinyDB files and a real PostgreSQL."""
+    return request.param
+
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"

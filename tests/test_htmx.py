@@ -10,9 +10,16 @@ import re
 
 import pytest
 
-from .conftest import HX, TEST_KEY, StreamedAnswer, htmx_generate_code
+from .conftest import BACKENDS, HX, TEST_KEY, StreamedAnswer, htmx_generate_code
 from .html import Node, parse
 from .upstream import Reply, chat_completion, error_body
+
+
+@pytest.fixture(params=BACKENDS)
+def history_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the TinyDB files and a real PostgreSQL."""
+    return request.param
+
 
 PERMALINK_RE = re.compile(r"^/chatlog/\d{4}-\d{2}-\d{2}/\d+$")
 IMAGE_URL_RE = re.compile(r"^/images/[0-9a-f]{32}\.png$")

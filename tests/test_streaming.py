@@ -23,8 +23,15 @@ import requests
 
 from app.config import Settings
 
-from .conftest import HX, TEST_KEY, LiveServer, StreamedAnswer, htmx_generate_code, parse_sse
+from .conftest import BACKENDS, HX, TEST_KEY, LiveServer, StreamedAnswer, htmx_generate_code, parse_sse
 from .upstream import FakeUpstream, Reply, error_body
+
+
+@pytest.fixture(params=BACKENDS)
+def history_backend(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the TinyDB files and a real PostgreSQL."""
+    return request.param
+
 
 CHAT = "/v1/chat/completions"
 MODELS = "/v1/models"
