@@ -26,7 +26,7 @@ from .config import Settings
 from .history import Entry, HistoryStore, parse_cursor
 from .i18n import N_
 from .image_options import ImageOptions
-from .images import ImageStore, fetch_image, redact_url
+from .images import BaseImageStore, ImageStoreUnavailable, fetch_image, redact_url
 from .models import ModelCatalog
 from .providers import (
     EmptyAnswer,
@@ -61,6 +61,13 @@ class _Every:
             return False
         self.last = now
         return True
+
+
+class ImageNotStored(UpstreamError):
+    """The image was made but the image store (object storage) could not take it."""
+
+    status = 503
+    kind = "image_store"
 
 
 class DailyCapReached(Exception):
@@ -120,7 +127,7 @@ class Generator:
         settings: Settings,
         provider: Provider,
         chatlog: HistoryStore,
-        images: ImageStore,
+        images: BaseImageStore,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -442,6 +449,12 @@ class Generator:
         except UpstreamError as error:
             log.error("Fehler bei der Bildgenerierung: %s", error.message)
             raise self._fail(entry, error) from None
+        except ImageStoreUnavailable:
+            log.error("Fehler bei der Bildgenerierung: the image store cannot be reached")
+            message = N_(
+                "The image store cannot be reached, so the image was not saved. Try again in a moment."
+            )
+            raise self._fail(entry, ImageNotStored(message)) from None
         except Exception as e:
             log.exception("Fehler bei der Bildgenerierung: %s", type(e).__name__)
             raise self._fail(
