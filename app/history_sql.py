@@ -534,7 +534,10 @@ class SQLChatLog(HistoryStore):
 
     def stop_requested(self, entry_id: str) -> bool:
         stmt = sa.select(runs.c.stop_requested).where(runs.c.entry_id == entry_id)
-        return bool(self._tx(lambda c: c.execute(stmt).scalar()))
+        try:
+            return bool(self._tx(lambda c: c.execute(stmt).scalar()))
+        except HistoryUnavailable:
+            return False  # a database hiccup must not cut an answer short; Stop is asked again
 
     def release_run(self, entry_id: str) -> None:
         self._tx(lambda c: c.execute(runs.delete().where(runs.c.entry_id == entry_id)))

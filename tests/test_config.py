@@ -129,6 +129,14 @@ BAD_VALUES = [
     ("HOST", "bad host!"),
     ("CHAT_MODEL", "gpt 4"),
     ("MAX_PROMPT_CHARS", "0"),
+    ("HISTORY_URL", "mysql://u:p@db/chat"),
+    ("HISTORY_URL", "data/history"),
+    ("IMAGE_STORE_URL", "https://bucket.example.org/x"),
+    ("IMAGE_STORE_URL", "s3://"),
+    ("IMAGE_STORE_URL", "s3://UPPER_case/x"),
+    ("IMAGE_STORE_ENDPOINT_URL", "minio:9000"),
+    ("IMAGE_STORE_PRESIGN", "forever"),
+    ("IMAGE_STORE_PRESIGN", "-5"),
 ]
 
 
@@ -153,6 +161,58 @@ def test_base_url_loses_its_trailing_slash():
     assert settings_from({"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1/"}).openai_base_url == (
         "http://127.0.0.1:11434/v1"
     )
+
+
+# -- shared stores -----------------------------------------------------------------------------
+
+
+def test_shared_stores_are_off_by_default():
+    settings = settings_from({})
+
+    assert (settings.history_url, settings.image_store_url, settings.image_store_presign) == (None, None, 0)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:p@db:5432/chat", "postgres://db/chat", "postgresql+psycopg://db/c"]
+)
+def test_history_url_accepts_postgresql_urls(url):
+    assert settings_from({"HISTORY_URL": url}).history_url == url
+
+
+def test_image_store_settings_are_read():
+    settings = settings_from(
+        {
+            "IMAGE_STORE_URL": "s3://chat-images/prod/",
+            "IMAGE_STORE_ENDPOINT_URL": "http://minio.internal:9000/",
+            "IMAGE_STORE_REGION": "eu-central-1",
+            "IMAGE_STORE_PRESIGN": "3600",
+        }
+    )
+
+    assert settings.image_store_url == "s3://chat-images/prod"
+    assert settings.image_store_endpoint_url == "http://minio.internal:9000"
+    assert (settings.image_store_region, settings.image_store_presign) == ("eu-central-1", 3600)
+
+
+def test_a_bad_history_url_error_does_not_show_its_password():
+    with pytest.raises(ConfigError) as raised:
+        settings_from({"HISTORY_URL": "mysql://chat:pw-DO-NOT-LEAK@db/chat"})
+
+    assert "pw-DO-NOT-LEAK" not in str(raised.value)
+    assert "HISTORY_URL" in str(raised.value)
+
+
+def test_passwords_in_store_urls_are_secrets_redacted_from_logs(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-DO-NOT-LEAK")
+    settings = settings_from(
+        {
+            "HISTORY_URL": "postgresql://chat:pg-pw-DO-NOT-LEAK@db/chat",
+            "RATELIMIT_STORAGE_URI": "redis://:redis-pw-DO-NOT-LEAK@cache:6379/0",
+        }
+    )
+
+    assert {"pg-pw-DO-NOT-LEAK", "redis-pw-DO-NOT-LEAK", "aws-secret-DO-NOT-LEAK"} <= set(settings.secrets)
+    assert "pg-pw-DO-NOT-LEAK" not in repr(settings)
 
 
 # -- secrets -----------------------------------------------------------------------------------
