@@ -140,12 +140,12 @@ class S3ImageStore(BaseImageStore):
             # The redirect may be reused only while the URL it points to is still valid.
             response.headers["Cache-Control"] = f"private, max-age={max(0, self.presign - 60)}"
             return response
-        etag = request.headers.get("If-None-Match")
-        if etag and not download_name:
+        if request.if_none_match and not download_name:
             head = self._call("look up an image", self.client.head_object, Key=key)
-            if head.get("ETag") and head["ETag"].strip('"') in etag:
+            tag = str(head.get("ETag", "")).strip('"')
+            if tag and request.if_none_match.contains_weak(tag):
                 response = Response(status=304)
-                response.set_etag(head["ETag"].strip('"'))
+                response.set_etag(tag)
                 response.headers["Cache-Control"] = IMMUTABLE
                 return response
         obj = self._call("read an image", self.client.get_object, Key=key)

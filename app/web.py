@@ -12,7 +12,7 @@ import math
 import re
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import (
@@ -404,12 +404,21 @@ def download_code(date: str, index: int, n: int):
     return response
 
 
-def _deleted(entries: list[Entry], message: str):
-    """Remove deleted entries' image files and answer: a notice for htmx, JSON otherwise."""
+def _remove_images(entries: Iterable[Entry]) -> None:
     images = current_app.extensions["images"]
     for entry in entries:
         if entry.image_file:
             images.delete(entry.image_file)
+
+
+def _deleted(entries: list[Entry], message: str):
+    """Answer a delete: a notice for htmx, JSON otherwise.
+
+    The images go before the entries (an image must never outlive its entry: if the image
+    store is down, the delete fails as a whole and can be repeated) and once more after them,
+    for an image that was finished in between.
+    """
+    _remove_images(entries)
     if htmx:
         body = render_template("partials/_notice.html", message=message)
         return make_response(body, 200, {"HX-Trigger": "history-changed"})
@@ -421,6 +430,9 @@ def delete_entry(date: str, index: int):
     existing = _chatlog().get(date, index)
     if existing is None:
         abort(404, description=f"There is no history entry {index} on {date}.")
+    if existing.deleted:
+        abort(410, description=N_("This history entry was already deleted."))
+    _remove_images([existing])
     deleted = _chatlog().delete(date, index)
     if deleted is None:
         abort(410, description=N_("This history entry was already deleted."))
@@ -429,6 +441,8 @@ def delete_entry(date: str, index: int):
 
 @bp.delete("/chatlog/<date>")
 def delete_day(date: str):
+    if DATE_RE.match(date):
+        _remove_images(Entry.from_dict(raw) for raw in _chatlog().iter_entries(since=date, until=date))
     deleted = _chatlog().delete_day(date) if DATE_RE.match(date) else []
     if not deleted:
         abort(404, description=f"There are no history entries on {date}.")
