@@ -17,13 +17,14 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from . import image_options
 from .config import Settings
-from .history import Entry, HistoryStore, parse_cursor
+from .history import Entry, HistoryStore, HistoryUnavailable, parse_cursor
 from .i18n import N_
 from .image_options import ImageOptions
 from .images import BaseImageStore, ImageStoreUnavailable, fetch_image, redact_url
@@ -46,6 +47,7 @@ RETRYABLE = (UpstreamUnavailable, UpstreamUnreachable)
 BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request
+RECORD_PATIENCE = 20.0  # seconds an outcome waits for an unreachable history database
 
 
 class _Every:
@@ -227,7 +229,8 @@ class Generator:
         return messages, len(turns) - len(kept)
 
     def _fail(self, entry: Entry, error: UpstreamError) -> GenerationFailed:
-        return GenerationFailed(self.chatlog.fail(entry, error.message, partial=error.partial), error)
+        stored = self._record(partial(self.chatlog.fail, entry, error.message, partial=error.partial))
+        return GenerationFailed(stored, error)
 
     # -- code / text -------------------------------------------------------------------------
 
@@ -260,8 +263,15 @@ class Generator:
             len(answer.text),
             answer.usage or "n/a",
         )
-        return self.chatlog.finish(
-            entry, answer.text, model=answer.model, usage=answer.usage, context_dropped=dropped
+        return self._record(
+            partial(
+                self.chatlog.finish,
+                entry,
+                answer.text,
+                model=answer.model,
+                usage=answer.usage,
+                context_dropped=dropped,
+            )
         )
 
     def request_stop(self, entry: Entry) -> None:
@@ -347,7 +357,7 @@ class Generator:
         usage: dict[str, int] = {}
         model = entry.model
         finish_reason: str | None = None
-        outcome: Entry | None = None
+        record: Callable[[], Entry] | None = None
         try:
             stream = self._with_retries(
                 lambda timeout: self.provider.stream(messages, entry.model, timeout), deadline
@@ -366,15 +376,15 @@ class Generator:
                 finish_reason = chunk.finish_reason or finish_reason
                 if stop_check.due() and self.chatlog.stop_requested(entry.id):
                     stream.close()
-                    outcome = self.chatlog.stop(entry, "".join(parts), model=model, usage=usage)
+                    record = partial(self.chatlog.stop, entry, "".join(parts), model=model, usage=usage)
                     break
                 if time.monotonic() > deadline:
                     stream.close()
                     raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
             watchdog.cancel()
-            if outcome is None and time.monotonic() > deadline:
+            if record is None and time.monotonic() > deadline:
                 raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
-            if outcome is None:
+            if record is None:
                 text = "".join(parts)
                 if finish_reason == "content_filter":
                     raise Refused(N_("The upstream's content filter stopped this answer."))
@@ -390,17 +400,41 @@ class Generator:
                     len(text),
                     usage or "n/a",
                 )
-                outcome = self.chatlog.finish(entry, text, model=model, usage=usage, context_dropped=dropped)
+                record = partial(
+                    self.chatlog.finish, entry, text, model=model, usage=usage, context_dropped=dropped
+                )
         except UpstreamError as error:
             error.partial = error.partial or "".join(parts)
-            outcome = self.chatlog.fail(entry, error.message, partial=error.partial, usage=usage)
+            record = partial(self.chatlog.fail, entry, error.message, partial=error.partial, usage=usage)
         except Exception:
             log.exception("Chat stream failed unexpectedly")
-            outcome = self.chatlog.fail(
-                entry, N_("Something went wrong while generating the answer."), partial="".join(parts)
-            )
-        self._release(entry)
+            message = N_("Something went wrong while generating the answer.")
+            record = partial(self.chatlog.fail, entry, message, partial="".join(parts))
+        try:
+            outcome = self._record(record)
+            self._release(entry)
+        except HistoryUnavailable:
+            # Not stored: the entry stays pending (its prompt is safe) and is marked interrupted,
+            # with Retry, when it is next opened. The browser is told what happened now.
+            message = N_("The answer could not be saved because the history database cannot be reached.")
+            outcome = replace(entry, status="failed", error=message, response="".join(parts))
         yield StreamEvent("final", entry=outcome)
+
+    def _record(self, write: Callable[[], Entry]) -> Entry:
+        """Store an outcome. While the history database is unreachable (a restart, a fail-over),
+        keep trying for up to RECORD_PATIENCE seconds, so an answer that arrived is not lost."""
+        deadline = time.monotonic() + RECORD_PATIENCE
+        delay = 0.25
+        for _ in range(100):  # bounded by the deadline well before this
+            try:
+                return write()
+            except HistoryUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("The history database is unreachable; saving the answer again in %.2f s.", delay)
+                self.sleep(delay)
+                delay = min(delay * 2, 4.0)
+        return write()
 
     # -- images ------------------------------------------------------------------------------
 
@@ -460,13 +494,16 @@ class Generator:
             raise self._fail(
                 entry, UpstreamError(N_("Something went wrong while generating the image."))
             ) from None
-        finished = self.chatlog.finish(
-            entry,
-            self.images.url(stored.name),
-            model=answer.model,
-            image_file=stored.name,
-            options=options.as_dict(),
-            dimensions=[stored.width, stored.height],
+        finished = self._record(
+            partial(
+                self.chatlog.finish,
+                entry,
+                self.images.url(stored.name),
+                model=answer.model,
+                image_file=stored.name,
+                options=options.as_dict(),
+                dimensions=[stored.width, stored.height],
+            )
         )
         if finished.deleted:
             self.images.delete(stored.name)  # deleted while it was being made: keep nothing

@@ -557,11 +557,8 @@ def error_response(status: int, message: str, title: str):
 
 @bp.app_errorhandler(HistoryUnavailable)
 def history_unavailable(error: HistoryUnavailable):
-    # Nothing was written; the form keeps the prompt, so the user can send it again.
-    message = N_(
-        "The history database cannot be reached right now. Nothing was saved; please try again in a moment."
-    )
-    return _unavailable(message)
+    # Each write is one transaction, so nothing is half-written; the form keeps the prompt.
+    return _unavailable(N_("The history database cannot be reached right now. Please try again in a moment."))
 
 
 @bp.app_errorhandler(ImageStoreUnavailable)

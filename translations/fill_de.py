@@ -3,7 +3,8 @@
 from babel.messages.pofile import read_po, write_po
 
 DE = {
-    "The history database cannot be reached right now. Nothing was saved; please try again in a moment.": "Die Verlaufsdatenbank ist gerade nicht erreichbar. Es wurde nichts gespeichert; bitte versuche es gleich noch einmal.",
+    "The history database cannot be reached right now. Please try again in a moment.": "Die Verlaufsdatenbank ist gerade nicht erreichbar. Bitte versuche es gleich noch einmal.",
+    "The answer could not be saved because the history database cannot be reached.": "Die Antwort konnte nicht gespeichert werden, weil die Verlaufsdatenbank nicht erreichbar ist.",
     "The image store cannot be reached right now. Please try again in a moment.": "Der Bildspeicher ist gerade nicht erreichbar. Bitte versuche es gleich noch einmal.",
     "The image store cannot be reached, so the image was not saved. Try again in a moment.": "Der Bildspeicher ist nicht erreichbar, daher wurde das Bild nicht gespeichert. Versuche es gleich noch einmal.",
     "This request came from another website and was refused.": "Diese Anfrage kam von einer anderen Website und wurde abgelehnt.",
