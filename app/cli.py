@@ -74,7 +74,7 @@ def migrate_history(
     what is missing, so it can be repeated until the switch-over.
     """
     from .config import ConfigError, _s3_url, redact_url_password
-    from .history import ChatLog
+    from .history import DATE_RE, ChatLog
     from .history_sql import SQLChatLog
     from .images import ImageStore
 
@@ -91,12 +91,18 @@ def migrate_history(
     source = ChatLog(source_dir)
     sequence = source._sequence()
     days = [(date, source._read_day(date)) for date in source.dates()]
+    # Days whose file was lost to damage keep their used indexes only in the sequence: carry
+    # them over too, so the database never hands out those permalinks again.
+    lost = {date: int(n) for date, n in sequence.items() if date not in dict(days) and DATE_RE.match(date)}
+    target.import_entries([], lost)
     total = sum(len(rows) for _, rows in days)
     added = present = 0
     conflicts: list[str] = []
     with click.progressbar(length=total, label="History", show_pos=True, file=sys.stderr) as bar:
         for date, rows in days:
-            next_index = max([int(sequence.get(date, 0))] + [raw["index"] + 1 for raw in rows])
+            # As the TinyDB store does: after the day's last entry, or after what the sequence
+            # says may have existed when the day's file was lost and started afresh.
+            next_index = max(raw["index"] + 1 for raw in rows) if rows else int(sequence.get(date, 0))
             for start in range(0, max(len(rows), 1), BATCH):
                 batch = rows[start : start + BATCH]
                 a, p, c = target.import_entries(batch, {date: next_index})

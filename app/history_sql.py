@@ -440,8 +440,8 @@ class SQLChatLog(HistoryStore):
         for date in sorted(data):
 
             def work(conn: Connection, date: str = date) -> tuple[int, int]:
-                # The day's counter row, locked: one import of a day at a time.
-                self._allocate(conn, date, 0)
+                # One import of a day at a time (two would both miss each other's rows).
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:day))"), {"day": date})
                 query = sa.select(entries.c.prompt, entries.c.response).where(
                     entries.c.day == date, entries.c.deleted.is_(False)
                 )

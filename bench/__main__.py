@@ -24,7 +24,7 @@ import requests
 from werkzeug.serving import make_server
 
 from app import create_app
-from bench import history_bench, image_bench, stream_bench
+from bench import history_bench, image_bench, shared_bench, stream_bench
 from tests.upstream import FakeUpstream
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -78,6 +78,13 @@ def main() -> None:
         default=(1_000, 100_000),
         metavar=("SMALL", "LARGE"),
         help="history sizes for the scale figures (default 1000 100000)",
+    )
+    parser.add_argument(
+        "--pg-entries",
+        type=int,
+        default=None,
+        help="entries in the PostgreSQL history of the shared-backend figures "
+        "(default 10 × LARGE: 1000000 with the default history sizes)",
     )
     args = parser.parse_args()
 
@@ -152,6 +159,14 @@ def main() -> None:
         ("figure", "measured", "goal", "verdict"), history_bench.run(tuple(args.history_sizes))
     )
     print(scale)
+    shared = markdown_table(
+        columns,
+        shared_bench.run(
+            pg_entries=args.pg_entries if args.pg_entries is not None else 10 * args.history_sizes[1],
+            tinydb_entries=args.history_sizes[1],
+        ),
+    )
+    print(shared)
     streaming = markdown_table(columns, stream_bench.run(samples=args.per_round, users=args.users))
     print(streaming)
     images = markdown_table(columns, image_bench.run())
@@ -166,6 +181,11 @@ def main() -> None:
         "history writes (the prompt before the upstream call, the answer after it, each fsynced) "
         "and, for images, Pillow validation, metadata stripping and the thumbnail.\n\n" + table + "\n\n"
         "## History at scale\n\n" + (history_bench.__doc__ or "").split("\n\n", 1)[1] + "\n" + scale + "\n\n"
+        "## Shared backends (PostgreSQL)\n\n"
+        + (shared_bench.__doc__ or "").split("\n\n", 1)[1]
+        + "\n"
+        + shared
+        + "\n\n"
         "## Streaming and the production server\n\n"
         + (stream_bench.__doc__ or "").split("\n\n", 1)[1]
         + "\n"

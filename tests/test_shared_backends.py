@@ -21,6 +21,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -41,7 +42,7 @@ from app.history_sql import SQLChatLog
 
 from . import services
 from .conftest import HX, TEST_KEY
-from .upstream import FakeUpstream, Reply, png_bytes
+from .upstream import FakeUpstream, Reply, chat_completion, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "gunicorn.conf.py"
@@ -646,5 +647,44 @@ def test_a_database_outage_gives_clear_503s_leaks_no_password_and_heals(tmp_path
         assert "history database" in server.app_log().lower() or "not reachable" in server.app_log()
         assert DB_PASSWORD not in server.app_log()
         assert DB_PASSWORD not in server.output()
+    finally:
+        pg.stop()
+
+
+def test_an_answer_arriving_while_the_database_restarts_is_saved_when_it_is_back(tmp_path, upstream):
+    """The prompt is stored, the database goes away while the upstream answers, and comes back
+    within the server's patience: the answer is stored, not lost, and the request succeeds."""
+    pg = services.start_postgres(tmp_path / "pg")
+    try:
+        history_url = pg.create_database("restart")
+        server = launch("E", tmp_path, upstream.url, HISTORY_URL=history_url)
+        with running(server), http() as session:
+            assert session.get(server.url + "/readyz", timeout=10).status_code == 200
+            upstream.script(CHAT, Reply(json=chat_completion("saved after all"), delay=2.0))
+            result: dict[str, requests.Response] = {}
+            request = threading.Thread(
+                target=lambda: result.update(
+                    r=session.post(
+                        server.url + "/generate_code", json={"prompt": "survive a restart"}, timeout=60
+                    )
+                )
+            )
+            request.start()
+            assert wait_until(lambda: len(upstream.calls(CHAT)) == 1, 10)
+            pg_down(pg)  # the prompt is stored; the answer is on its way
+            time.sleep(3)  # the answer arrives and finds no database
+            pg_up(pg)
+            request.join(60)
+            assert not request.is_alive()
+            response = result["r"]
+            assert response.status_code == 200, response.text
+            assert response.json()["code"] == "saved after all"
+            stored = session.get(server.url + response.json()["entry"], headers=JSON, timeout=10).json()
+            assert (stored["prompt"], stored["response"], stored["status"]) == (
+                "survive a restart",
+                "saved after all",
+                "done",
+            )
+            assert "saving the answer again" in server.app_log()
     finally:
         pg.stop()
