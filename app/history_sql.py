@@ -261,7 +261,7 @@ class SQLChatLog(HistoryStore):
                 entries.c.day == entry.date,
                 entries.c.idx == entry.index,
                 entries.c.id == entry.id,
-                entries.c.deleted.is_(False),
+                sa.not_(entries.c.deleted),
             )
             .values(followups=sa.func.greatest(0, entries.c.followups + step))
         )
@@ -319,7 +319,7 @@ class SQLChatLog(HistoryStore):
             lambda c: (
                 c.execute(
                     sa.select(entries.c.idx)
-                    .where(entries.c.day == date, entries.c.deleted.is_(False))
+                    .where(entries.c.day == date, sa.not_(entries.c.deleted))
                     .order_by(entries.c.idx.desc())
                 )
                 .scalars()
@@ -353,7 +353,7 @@ class SQLChatLog(HistoryStore):
         self, *, newest_first: bool = True, until: str | None = None, since: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Live entries a batch at a time (keyset pagination: no long-running transaction)."""
-        where: list[Any] = [entries.c.deleted.is_(False)]
+        where: list[Any] = [sa.not_(entries.c.deleted)]
         if until is not None:
             where.append(entries.c.day <= until)
         if since is not None:
@@ -375,7 +375,7 @@ class SQLChatLog(HistoryStore):
         return [position < start] if start else []
 
     def page(self, limit: int, before: str | None = None) -> Page:
-        where = [entries.c.deleted.is_(False), entries.c.followups == 0, *self._before(before)]
+        where = [sa.not_(entries.c.deleted), entries.c.followups == 0, *self._before(before)]
         rows = self._select(*where, limit=limit + 1)
         picked = [_raw(r) for r in rows[:limit]]
         more = len(rows) > limit and picked
@@ -384,7 +384,7 @@ class SQLChatLog(HistoryStore):
 
     def images_page(self, limit: int, before: str | None = None) -> tuple[list[Entry], str | None]:
         where = [
-            entries.c.deleted.is_(False),
+            sa.not_(entries.c.deleted),
             entries.c.kind == "image",
             entries.c.image_file.is_not(None),
             *self._before(before),
@@ -401,7 +401,7 @@ class SQLChatLog(HistoryStore):
         if target is None:
             return [entry]
         where = [
-            entries.c.deleted.is_(False),
+            sa.not_(entries.c.deleted),
             sa.or_(entries.c.root == thread, position == target),
         ]
         rows = self._select(*where, newest_first=False, limit=10_000)
@@ -421,7 +421,7 @@ class SQLChatLog(HistoryStore):
         return self._tx(lambda c: c.execute(query).scalar_one())
 
     def count(self) -> int:
-        query = sa.select(sa.func.count()).select_from(entries).where(entries.c.deleted.is_(False))
+        query = sa.select(sa.func.count()).select_from(entries).where(sa.not_(entries.c.deleted))
         return self._tx(lambda c: c.execute(query).scalar_one())
 
     def dates(self) -> list[str]:
@@ -443,7 +443,7 @@ class SQLChatLog(HistoryStore):
                 # One import of a day at a time (two would both miss each other's rows).
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:day))"), {"day": date})
                 query = sa.select(entries.c.prompt, entries.c.response).where(
-                    entries.c.day == date, entries.c.deleted.is_(False)
+                    entries.c.day == date, sa.not_(entries.c.deleted)
                 )
                 present = {(prompt, response) for prompt, response in conn.execute(query)}
                 rows, skipped_here = [], 0

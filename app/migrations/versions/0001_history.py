@@ -50,12 +50,12 @@ def upgrade() -> None:
         sa.CheckConstraint("kind IN ('code', 'image')", name="entries_kind"),
     )
     op.execute("CREATE INDEX entries_search ON entries USING gin (searchable gin_trgm_ops)")
-    # History's list: live entries that are a conversation's latest turn, newest first.
+    # History's list (live entries that are a conversation's latest turn) and the gallery, both
+    # read newest first from a cursor `(day, idx) < (…)`: scanned backwards, the cursor is the
+    # index condition.
+    op.execute("CREATE INDEX entries_listed ON entries (day, idx) WHERE NOT deleted AND followups = 0")
     op.execute(
-        "CREATE INDEX entries_listed ON entries (day DESC, idx DESC) WHERE NOT deleted AND followups = 0"
-    )
-    op.execute(
-        "CREATE INDEX entries_images ON entries (day DESC, idx DESC) "
+        "CREATE INDEX entries_images ON entries (day, idx) "
         "WHERE kind = 'image' AND image_file IS NOT NULL AND NOT deleted"
     )
     op.execute("CREATE INDEX entries_root ON entries (root) WHERE root IS NOT NULL")
