@@ -53,7 +53,14 @@ BATCH = 500
 
 
 @click.command("migrate-history")
-@click.option("--to", "to_url", required=True, metavar="URL", help="postgresql://user:password@host/db")
+@click.option(
+    "--to",
+    "to_url",
+    required=True,
+    envvar="HISTORY_URL",
+    metavar="URL",
+    help="postgresql://user:password@host/db (default: HISTORY_URL; keeps the password out of `ps`).",
+)
 @click.option(
     "--from",
     "from_dir",
@@ -70,8 +77,9 @@ def migrate_history(
 ):
     """Copy a TinyDB history (and its images) into PostgreSQL (and S3-compatible storage).
 
-    Permalinks stay the same, deleted entries stay deleted, and running it again copies only
-    what is missing, so it can be repeated until the switch-over.
+    Permalinks stay the same and deleted entries stay deleted. Run it as often as you like
+    while the files are still in use: each run adds what is new, brings entries copied before up
+    to date (answers finished, entries deleted since) and never brings a deleted entry back.
     """
     from .config import ConfigError, _s3_url, redact_url_password
     from .history import DATE_RE, ChatLog
@@ -88,32 +96,7 @@ def migrate_history(
         raise click.ClickException(str(e)) from None
     if not target.ensure_schema():
         raise click.ClickException(f"Cannot reach {redact_url_password(to_url)}.")
-    source = ChatLog(source_dir)
-    sequence = source._sequence()
-    days = [(date, source._read_day(date)) for date in source.dates()]
-    # Days whose file was lost to damage keep their used indexes only in the sequence: carry
-    # them over too, so the database never hands out those permalinks again.
-    lost = {date: int(n) for date, n in sequence.items() if date not in dict(days) and DATE_RE.match(date)}
-    target.import_entries([], lost)
-    total = sum(len(rows) for _, rows in days)
-    added = present = 0
-    conflicts: list[str] = []
-    with click.progressbar(length=total, label="History", show_pos=True, file=sys.stderr) as bar:
-        for date, rows in days:
-            # As the TinyDB store does: after the day's last entry, or after what the sequence
-            # says may have existed when the day's file was lost and started afresh.
-            next_index = max(raw["index"] + 1 for raw in rows) if rows else int(sequence.get(date, 0))
-            for start in range(0, max(len(rows), 1), BATCH):
-                batch = rows[start : start + BATCH]
-                a, p, c = target.import_entries(batch, {date: next_index})
-                added, present = added + a, present + p
-                if c:
-                    conflicts += _conflicting(target, batch)
-                bar.update(len(batch))
-    click.echo(f"History: copied {added} entries, {present} were already there.")
-    if quarantined := source.quarantined():
-        click.echo(f"Not copied (damaged, moved aside): {', '.join(quarantined)}.")
-
+    remote = None
     images_url = images_to or settings.image_store_url
     if images_url:
         from .images_s3 import S3ImageStore
@@ -122,12 +105,47 @@ def migrate_history(
             images_url = _s3_url(images_url)
         except ConfigError as e:
             raise click.ClickException(str(e)) from None
-        local = ImageStore(source_dir)
         remote = S3ImageStore(
             images_url,
             endpoint_url=images_endpoint_url or settings.image_store_endpoint_url,
             region=settings.image_store_region,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=settings.aws_secret_access_key,
         )
+
+    source = ChatLog(source_dir)
+    sequence = source._sequence()
+    dates = source.dates()
+    # Days whose file was lost to damage keep their used indexes only in the sequence: carry
+    # them over too, so the database never hands out those permalinks again.
+    lost = {d: int(n) for d, n in sequence.items() if d not in set(dates) and DATE_RE.match(d)}
+    target.import_entries([], lost)
+    sizes = {d: (source.root / f"{d}.json").stat().st_size for d in dates}
+    added = updated = unchanged = 0
+    conflicts: list[str] = []
+    orphaned: list[str] = []
+    # One day in memory at a time (a day file is read, copied in batches, then dropped), so
+    # the size of the whole history does not matter; the bar counts the bytes of the day files.
+    with click.progressbar(length=sum(sizes.values()) or 1, label="History", file=sys.stderr) as bar:
+        for date in dates:
+            rows = source._read_day(date)
+            # As the TinyDB store does: after the day's last entry, or after what the sequence
+            # says may have existed when the day's file was lost and started afresh.
+            next_index = max(raw["index"] + 1 for raw in rows) if rows else int(sequence.get(date, 0))
+            for start in range(0, max(len(rows), 1), BATCH):
+                result = target.import_entries(rows[start : start + BATCH], {date: next_index})
+                added, updated = added + result.added, updated + result.updated
+                unchanged += result.unchanged
+                conflicts += result.conflicts
+                orphaned += result.orphaned_images
+            source._cache.pop(date, None)
+            bar.update(sizes[date])
+    click.echo(f"History: copied {added} entries, updated {updated}, {unchanged} were already there.")
+    if quarantined := source.quarantined():
+        click.echo(f"Not copied (damaged, moved aside): {', '.join(quarantined)}.")
+
+    if remote is not None:
+        local = ImageStore(source_dir)
         names = local.names()
         copied = 0
         with click.progressbar(names, label="Images ", show_pos=True, file=sys.stderr) as bar:
@@ -135,7 +153,11 @@ def migrate_history(
                 if not remote.exists(name):
                     remote.put(name, local.read(name))
                     copied += 1
-        click.echo(f"Images: copied {copied}, {len(names) - copied} were already there.")
+        removed = sum(1 for name in orphaned if remote.delete(name))
+        click.echo(
+            f"Images: copied {copied}, {len(names) - copied} were already there, "
+            f"removed {removed} of entries deleted since the last run."
+        )
     target.close()
     if conflicts:
         listed = ", ".join(conflicts[:10]) + (" …" if len(conflicts) > 10 else "")
@@ -143,16 +165,6 @@ def migrate_history(
             f"{len(conflicts)} permalinks already hold other entries in the database "
             f"and were left alone: {listed}"
         )
-
-
-def _conflicting(target, batch: list[dict]) -> list[str]:
-    """Permalinks of `batch` whose place in the database holds a different entry."""
-    found = []
-    for raw in batch:
-        there = target.get(raw["date"], raw["index"])
-        if there is not None and there.id != raw["id"]:
-            found.append(f"/chatlog/{raw['date']}/{raw['index']}")
-    return found
 
 
 @click.command("upgrade-history")

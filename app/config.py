@@ -59,6 +59,9 @@ class Settings:
     image_store_endpoint_url: str | None = None
     image_store_region: str | None = None
     image_store_presign: int = 0
+    # Read here too (not only by boto3 from the process environment) so a `.env` file works.
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
 
     @property
     def loopback(self) -> bool:
@@ -82,6 +85,7 @@ class Settings:
             self.openai_api_key,
             self.app_password,
             self.secret_key,
+            self.aws_secret_access_key,
             os.environ.get("AWS_SECRET_ACCESS_KEY"),
         ]
         for url in (self.history_url, self.ratelimit_storage_uri):
@@ -263,8 +267,10 @@ def load_settings(
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"IMAGE_STORE_ENDPOINT_URL must be an http(s) URL, got {raw!r}")
         kwargs["image_store_endpoint_url"] = raw.rstrip("/")
-    if raw := get("IMAGE_STORE_REGION"):
+    if raw := get("IMAGE_STORE_REGION") or get("AWS_DEFAULT_REGION") or get("AWS_REGION"):
         kwargs["image_store_region"] = raw
+    kwargs["aws_access_key_id"] = get("AWS_ACCESS_KEY_ID")
+    kwargs["aws_secret_access_key"] = get("AWS_SECRET_ACCESS_KEY")
     if raw := get("IMAGE_STORE_PRESIGN"):
         kwargs["image_store_presign"] = _int("IMAGE_STORE_PRESIGN", raw, 0, 7 * 24 * 3600)
     if raw := get("MAX_PROMPT_CHARS"):

@@ -10,6 +10,7 @@ or a refused connection, and there is time left.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import queue
@@ -412,12 +413,17 @@ class Generator:
             record = partial(self.chatlog.fail, entry, message, partial="".join(parts))
         try:
             outcome = self._record(record)
-            self._release(entry)
-        except HistoryUnavailable:
+        except Exception as e:
             # Not stored: the entry stays pending (its prompt is safe) and is marked interrupted,
             # with Retry, when it is next opened. The browser is told what happened now.
+            if not isinstance(e, HistoryUnavailable):
+                log.exception("Storing the answer failed")
             message = N_("The answer could not be saved because the history database cannot be reached.")
             outcome = replace(entry, status="failed", error=message, response="".join(parts))
+        else:
+            # The answer is stored; a leftover claim only matters to a pending entry.
+            with contextlib.suppress(HistoryUnavailable):
+                self._release(entry)
         yield StreamEvent("final", entry=outcome)
 
     def _record(self, write: Callable[[], Entry]) -> Entry:

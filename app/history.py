@@ -110,7 +110,10 @@ class AtomicJSONStorage(Storage):
         return self._data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        atomic_write(self.path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        # An unpaired surrogate (model output can carry one through a JSON escape) has no UTF-8
+        # form: it is written as "?" instead of failing the write and losing the answer.
+        atomic_write(self.path, text.encode("utf-8", "replace"))
         self._data = data
 
     def close(self) -> None:

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.util import CommandError
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -44,6 +47,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SEPARATOR = "\x1f"  # between prompt and answer in the searchable text (PostgreSQL text has no NUL)
 BATCH = 500  # rows per round trip when walking the whole history
 SCHEMA_LOCK = 0x6869_7374  # advisory lock id held while migrating ("hist")
+MAX_INDEX = 2**31 - 1  # the idx column is an integer: larger indexes cannot exist
+SCHEMA_RETRY = 2.0  # seconds between attempts to reach a database that was down at start
+STATEMENT_TIMEOUT_MS = 15_000  # no query may hang a request thread for longer
 RETRIED_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock: safe to run again
 
 metadata = sa.MetaData()
@@ -111,9 +117,27 @@ def _like_pattern(needle: str) -> str:
     return f"%{escaped}%"
 
 
+def storable(value: Any) -> Any:
+    """`value` with what PostgreSQL text cannot hold replaced: NUL characters (model output and
+    imported files may contain them) and lone surrogates. Dicts and lists are cleaned through."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def _row(entry: dict[str, Any]) -> dict[str, Any]:
     """A table row for an entry's fields."""
-    row = {f: entry.get(f) for f in FIELDS if f not in ("date", "index")}
+    row = {f: storable(entry.get(f)) for f in FIELDS if f not in ("date", "index")}
     row["day"], row["idx"] = entry["date"], entry["index"]
     defaults = Entry(id="", date="", index=0, created_at="", kind="code", prompt="").to_dict()
     for name, value in defaults.items():
@@ -140,6 +164,17 @@ def _public_error(error: Exception) -> str:
     return type(original or error).__name__
 
 
+@dataclass
+class ImportResult:
+    """What one batch of :meth:`SQLChatLog.import_entries` did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    orphaned_images: list[str] = field(default_factory=list)  # replaced or deleted by the copy
+
+
 class SQLChatLog(HistoryStore):
     """The history store in PostgreSQL (see the module's docstring)."""
 
@@ -162,10 +197,20 @@ class SQLChatLog(HistoryStore):
             max_overflow=max_overflow,
             pool_pre_ping=True,
             pool_timeout=connect_timeout * 2,
-            connect_args={"connect_timeout": connect_timeout, "application_name": "flask-chat"},
+            connect_args={
+                "connect_timeout": connect_timeout,
+                "application_name": "flask-chat",
+                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                # A network partition is noticed in about 20 s, not after the kernel's hours.
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 2,
+            },
         )
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._schema_retry_at = 0.0
 
     # -- connection and schema ---------------------------------------------------------------
 
@@ -177,6 +222,7 @@ class SQLChatLog(HistoryStore):
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))  # an index build may take long
             # One server migrates; the others wait here and then find nothing left to do.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK})
             config.attributes["connection"] = conn
@@ -187,13 +233,22 @@ class SQLChatLog(HistoryStore):
         """Migrate once per process; False (logged) while the database cannot be reached."""
         if self._schema_ready:
             return True
+        if time.monotonic() < self._schema_retry_at:
+            return False  # tried a moment ago: fail fast instead of queueing on the lock
         with self._schema_lock:
-            if not self._schema_ready:
-                try:
-                    self.migrate()
-                except (OperationalError, DBAPIError) as e:
-                    log.error("The history database is not reachable (%s).", _public_error(e))
-                    return False
+            if self._schema_ready:
+                return True
+            try:
+                self.migrate()
+            except (OperationalError, DBAPIError, sa.exc.TimeoutError) as e:
+                self._schema_retry_at = time.monotonic() + SCHEMA_RETRY
+                log.error("The history database is not reachable (%s).", _public_error(e))
+                return False
+            except CommandError as e:
+                # A rolling upgrade: a newer server already moved the schema past this code's
+                # newest revision. Migrations only add, so this server keeps working meanwhile.
+                log.warning("The history schema is newer than this version of the app (%s).", e)
+                self._schema_ready = True
         return True
 
     def _tx(self, work: Callable[[Connection], Any]) -> Any:
@@ -212,6 +267,10 @@ class SQLChatLog(HistoryStore):
                     log.error("The history database is not reachable (%s).", _public_error(e))
                     raise HistoryUnavailable("The history database is not reachable.") from None
                 raise
+            except sa.exc.TimeoutError:
+                # Every pooled connection is busy (more request threads than the pool allows).
+                log.error("No history database connection became free in time.")
+                raise HistoryUnavailable("The history database is busy.") from None
         raise AssertionError("unreachable")
 
     def ready(self) -> tuple[bool, str]:
@@ -286,7 +345,7 @@ class SQLChatLog(HistoryStore):
         return self._tx(work)
 
     def delete(self, date: str, index: int) -> Entry | None:
-        if not DATE_RE.match(date) or index < 0:
+        if not DATE_RE.match(date) or not 0 <= index <= MAX_INDEX:
             return None
 
         def work(conn: Connection) -> Entry | None:
@@ -296,6 +355,8 @@ class SQLChatLog(HistoryStore):
             stored = _raw(row)
             tomb = {**self._tombstone(stored), "searchable": ""}
             conn.execute(entries.update().where(entries.c.day == date, entries.c.idx == index).values(tomb))
+            # Lock the ancestors while walking up (always child before parent, as every write
+            # here does): a concurrent delete further up the chain is then seen, not missed.
             ancestor = self._live_ancestor_in(conn, stored.get("parent"))
             if ancestor is not None:
                 self._count_followup(conn, ancestor, stored.get("followups", 0) - 1)
@@ -306,7 +367,7 @@ class SQLChatLog(HistoryStore):
     def _live_ancestor_in(self, conn: Connection, permalink: str | None) -> Entry | None:
         for _ in range(10_000):  # bounded, as in chain()
             target = parse_cursor((permalink or "").removeprefix("/chatlog/"))
-            row = self._get_in(conn, *target) if target else None
+            row = self._locked(conn, *target) if target and target[1] <= MAX_INDEX else None
             if row is None or not row["deleted"]:
                 return _entry(row) if row is not None else None
             permalink = row["parent"]
@@ -337,7 +398,7 @@ class SQLChatLog(HistoryStore):
         return conn.execute(query).mappings().first()
 
     def get(self, date: str, index: int) -> Entry | None:
-        if not DATE_RE.match(date) or index < 0:
+        if not DATE_RE.match(date) or not 0 <= index <= MAX_INDEX:
             return None
         row = self._tx(lambda c: self._get_in(c, date, index))
         return _entry(row) if row is not None else None
@@ -372,7 +433,11 @@ class SQLChatLog(HistoryStore):
 
     def _before(self, before: str | None) -> list[Any]:
         start = parse_cursor(before)
-        return [position < start] if start else []
+        if start is None:
+            return []
+        if start[1] > MAX_INDEX:  # beyond any index there can be: the whole day counts
+            return [position <= (start[0], MAX_INDEX)]
+        return [position < start]
 
     def page(self, limit: int, before: str | None = None) -> Page:
         where = [sa.not_(entries.c.deleted), entries.c.followups == 0, *self._before(before)]
@@ -398,7 +463,7 @@ class SQLChatLog(HistoryStore):
     def conversation(self, entry: Entry) -> list[Entry]:
         thread = entry.thread
         target = parse_cursor(thread.removeprefix("/chatlog/"))
-        if target is None:
+        if target is None or target[1] > MAX_INDEX:
             return [entry]
         where = [
             sa.not_(entries.c.deleted),
@@ -467,15 +532,17 @@ class SQLChatLog(HistoryStore):
             added, skipped = added + a, skipped + s
         return added, skipped
 
-    def import_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> tuple[int, int, int]:
+    def import_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
         """Copy entries (tombstones included) keeping their permalinks; for migrate-history.
 
-        Returns (added, already present, conflicts): an entry already here with the same id is
-        present; a different entry at the same permalink is a conflict and is left alone.
-        `next_index` raises each day's counter so new entries never reuse a copied index.
+        An entry not here yet is added. One already here (same permalink, same id) is brought up
+        to date from the copy: an answer that was pending, a delete made since the last run. A
+        deleted entry is never brought back. A different entry at the same permalink is a
+        conflict and is left alone. `next_index` raises each day's counter, so new entries
+        never reuse a copied index.
         """
 
-        def work(conn: Connection) -> tuple[int, int, int]:
+        def work(conn: Connection) -> ImportResult:
             for day, nxt in next_index.items():
                 conn.execute(
                     sa.text(
@@ -484,26 +551,51 @@ class SQLChatLog(HistoryStore):
                     ),
                     {"day": day, "n": nxt},
                 )
+            result = ImportResult()
             if not batch:
-                return 0, 0, 0
-            rows = [_row(raw) for raw in batch]
-            from sqlalchemy.dialects.postgresql import insert
+                return result
+            rows = {(r["day"], r["idx"]): r for r in (_row(raw) for raw in batch)}
+            keys = list(rows)
+            existing = {
+                (row["day"], row["idx"]): row
+                for row in conn.execute(
+                    entries.select()
+                    .where(sa.or_(position.in_(keys), entries.c.id.in_([r["id"] for r in rows.values()])))
+                    .with_for_update()
+                ).mappings()
+            }
+            ids_elsewhere = {row["id"]: key for key, row in existing.items()}
+            new = []
+            for key, row in rows.items():
+                there = existing.get(key)
+                if there is None:
+                    if row["id"] in ids_elsewhere:  # the same entry under another permalink
+                        result.conflicts.append(f"/chatlog/{key[0]}/{key[1]}")
+                    else:
+                        new.append(row)
+                    continue
+                if there["id"] != row["id"]:
+                    result.conflicts.append(f"/chatlog/{key[0]}/{key[1]}")
+                elif there["deleted"] or all(there[c] == v for c, v in row.items()):
+                    result.unchanged += 1
+                else:
+                    conn.execute(entries.update().where(position == key).values(row))
+                    result.updated += 1
+                    if there["image_file"] and there["image_file"] != row["image_file"]:
+                        result.orphaned_images.append(there["image_file"])
+            if new:
+                from sqlalchemy.dialects.postgresql import insert
 
-            inserted = set(
-                conn.execute(
-                    insert(entries).values(rows).on_conflict_do_nothing().returning(entries.c.id)
-                ).scalars()
-            )
-            missing = [r for r in rows if r["id"] not in inserted]
-            present = 0
-            if missing:
-                ids = set(
+                inserted = set(
                     conn.execute(
-                        sa.select(entries.c.id).where(entries.c.id.in_([r["id"] for r in missing]))
+                        insert(entries).values(new).on_conflict_do_nothing().returning(entries.c.id)
                     ).scalars()
                 )
-                present = sum(1 for r in missing if r["id"] in ids)
-            return len(inserted), present, len(missing) - present
+                result.added += len(inserted)
+                result.conflicts += [
+                    f"/chatlog/{r['day']}/{r['idx']}" for r in new if r["id"] not in inserted
+                ]
+            return result
 
         return self._tx(work)
 

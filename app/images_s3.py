@@ -14,6 +14,7 @@ never pass through the app servers.
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import urlparse
 
 import boto3
@@ -26,6 +27,8 @@ from .images import IMMUTABLE, NAME_RE, BaseImageStore, ImageStoreUnavailable
 log = logging.getLogger("app.images")
 
 CHUNK = 64 * 1024
+CONNECT_TIMEOUT = 2.0  # seconds to reach the object store
+FAIL_FAST_FOR = 5.0  # seconds calls fail at once after the store was found unreachable
 
 
 def _missing(error: ClientError) -> bool:
@@ -45,6 +48,8 @@ class S3ImageStore(BaseImageStore):
         endpoint_url: str | None = None,
         region: str | None = None,
         presign: int = 0,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
         timeout: float = 10.0,
     ) -> None:
         parsed = urlparse(url)
@@ -52,14 +57,23 @@ class S3ImageStore(BaseImageStore):
         self.prefix = parsed.path.strip("/")
         self.presign = presign
         self.endpoint_url = endpoint_url
-        self.client = boto3.session.Session().client(
+        # Explicit credentials (from the environment or `.env`) win; otherwise boto3's own chain
+        # (environment, profile, instance role) applies.
+        explicit = bool(access_key_id and secret_access_key)
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id if explicit else None,
+            aws_secret_access_key=secret_access_key if explicit else None,
+        )
+        self._down_until = 0.0
+        self.client = session.client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
             config=Config(
-                connect_timeout=timeout,
+                # Fail fast when the store is away: a request thread must not wait for long.
+                connect_timeout=CONNECT_TIMEOUT,
                 read_timeout=timeout,
-                retries={"max_attempts": 3, "mode": "standard"},
+                retries={"max_attempts": 2, "mode": "standard"},
                 # Path-style URLs work with every S3-compatible server (MinIO needs them).
                 s3={"addressing_style": "path"},
             ),
@@ -73,9 +87,14 @@ class S3ImageStore(BaseImageStore):
     def location(self, name: str) -> str:
         return f"s3://{self.bucket}/{self.key(name)}"
 
-    def _call(self, what: str, fn, **kwargs):
+    def _call(self, what: str, fn, *, fast: bool = False, **kwargs):
+        """One S3 call. After the store was found unreachable, `fast` calls (serving images)
+        fail at once for a few seconds, so a page of thumbnails cannot tie up every request
+        thread waiting for timeouts; writes, deletes and /readyz always try."""
+        if fast and time.monotonic() < self._down_until:
+            raise ImageStoreUnavailable("The image store is not reachable.")
         try:
-            return fn(Bucket=self.bucket, **kwargs)
+            result = fn(Bucket=self.bucket, **kwargs)
         except ClientError as e:
             if _missing(e):
                 raise FileNotFoundError(kwargs.get("Key", "")) from None
@@ -83,8 +102,11 @@ class S3ImageStore(BaseImageStore):
             log.error("The image store refused to %s (%s).", what, code)
             raise ImageStoreUnavailable(f"The image store refused to {what} ({code}).") from None
         except BotoCoreError as e:
+            self._down_until = time.monotonic() + FAIL_FAST_FOR
             log.error("The image store is not reachable (%s).", type(e).__name__)
             raise ImageStoreUnavailable("The image store is not reachable.") from None
+        self._down_until = 0.0
+        return result
 
     def put(self, name: str, data: bytes) -> None:
         self._call(
@@ -96,11 +118,11 @@ class S3ImageStore(BaseImageStore):
             CacheControl=IMMUTABLE,
         )
 
-    def exists(self, name: str) -> bool:
+    def exists(self, name: str, *, fast: bool = False) -> bool:
         if not NAME_RE.match(name):
             return False
         try:
-            self._call("look up an image", self.client.head_object, Key=self.key(name))
+            self._call("look up an image", self.client.head_object, fast=fast, Key=self.key(name))
         except FileNotFoundError:
             return False
         return True
@@ -133,7 +155,7 @@ class S3ImageStore(BaseImageStore):
                 params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
             else:
                 params["ResponseCacheControl"] = IMMUTABLE
-            if not self.exists(name):
+            if not self.exists(name, fast=True):
                 raise FileNotFoundError(name)
             url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign)
             response = redirect(url, 302)
@@ -141,14 +163,14 @@ class S3ImageStore(BaseImageStore):
             response.headers["Cache-Control"] = f"private, max-age={max(0, self.presign - 60)}"
             return response
         if request.if_none_match and not download_name:
-            head = self._call("look up an image", self.client.head_object, Key=key)
+            head = self._call("look up an image", self.client.head_object, fast=True, Key=key)
             tag = str(head.get("ETag", "")).strip('"')
             if tag and request.if_none_match.contains_weak(tag):
                 response = Response(status=304)
                 response.set_etag(tag)
                 response.headers["Cache-Control"] = IMMUTABLE
                 return response
-        obj = self._call("read an image", self.client.get_object, Key=key)
+        obj = self._call("read an image", self.client.get_object, fast=True, Key=key)
         body = obj["Body"]
         response = Response(
             body.iter_chunks(CHUNK), mimetype=self.content_type(name), direct_passthrough=True

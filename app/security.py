@@ -55,9 +55,9 @@ def init_app(app: Flask, settings: Settings, image_origin: str | None = None) ->
     """
     headers = dict(HEADERS)
     if image_origin:
-        headers["Content-Security-Policy"] = CSP.replace(
-            "img-src 'self' data:", f"img-src 'self' data: {image_origin}"
-        )
+        csp = CSP.replace("img-src 'self' data:", f"img-src 'self' data: {image_origin}")
+        # The service worker fetches images too: its requests follow the redirect to the store.
+        headers["Content-Security-Policy"] = f"{csp}; connect-src 'self' {image_origin}"
 
     @app.after_request
     def add_security_headers(response: Response) -> Response:

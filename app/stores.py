@@ -33,4 +33,6 @@ def make_images(settings: Settings) -> BaseImageStore:
         endpoint_url=settings.image_store_endpoint_url,
         region=settings.image_store_region,
         presign=settings.image_store_presign,
+        access_key_id=settings.aws_access_key_id,
+        secret_access_key=settings.aws_secret_access_key,
     )

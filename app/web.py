@@ -6,6 +6,7 @@ JSON from the POST routes and full pages (or JSON when it asks for it) from the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from flask import (
@@ -198,6 +200,16 @@ def stream_entry(date: str, index: int):
     settings = current_app.config["SETTINGS"]
 
     def events() -> Iterator[str]:
+        try:
+            yield from answer()
+        except HistoryUnavailable:
+            # The stream has started (200 is sent): say what happened in place of the answer.
+            message = N_("The history database cannot be reached right now. Please try again in a moment.")
+            final = replace(entry, status="failed", error=message)
+            yield sse_event("final", render_template("partials/_entry.html", entry=final, in_results=True))
+            yield sse_event("done", "")
+
+    def answer() -> Iterator[str]:
         final = entry
         claim = generator.claim(entry) if entry.status == "pending" else "done"
         if claim == "mine":
@@ -404,21 +416,25 @@ def download_code(date: str, index: int, n: int):
     return response
 
 
-def _remove_images(entries: Iterable[Entry]) -> None:
+def _remove_images(entries: Iterable[Entry], done: set[str] | None = None) -> set[str]:
+    """Delete the entries' images (except those in `done`); returns the names handled."""
     images = current_app.extensions["images"]
+    done = set(done or ())
     for entry in entries:
-        if entry.image_file:
+        if entry.image_file and entry.image_file not in done:
             images.delete(entry.image_file)
+            done.add(entry.image_file)
+    return done
 
 
-def _deleted(entries: list[Entry], message: str):
+def _deleted(entries: list[Entry], message: str, removed: set[str]):
     """Answer a delete: a notice for htmx, JSON otherwise.
 
     The images go before the entries (an image must never outlive its entry: if the image
-    store is down, the delete fails as a whole and can be repeated) and once more after them,
-    for an image that was finished in between.
+    store is down, the delete fails as a whole and can be repeated); an image finished in
+    between, not among those `removed` already, goes now.
     """
-    _remove_images(entries)
+    _remove_images(entries, removed)
     if htmx:
         body = render_template("partials/_notice.html", message=message)
         return make_response(body, 200, {"HX-Trigger": "history-changed"})
@@ -432,34 +448,36 @@ def delete_entry(date: str, index: int):
         abort(404, description=f"There is no history entry {index} on {date}.")
     if existing.deleted:
         abort(410, description=N_("This history entry was already deleted."))
-    _remove_images([existing])
+    removed = _remove_images([existing])
     deleted = _chatlog().delete(date, index)
     if deleted is None:
         abort(410, description=N_("This history entry was already deleted."))
-    return _deleted([deleted], N_("Entry deleted."))
+    return _deleted([deleted], N_("Entry deleted."), removed)
 
 
 @bp.delete("/chatlog/<date>")
 def delete_day(date: str):
+    removed: set[str] = set()
     if DATE_RE.match(date):
-        _remove_images(Entry.from_dict(raw) for raw in _chatlog().iter_entries(since=date, until=date))
+        live = (Entry.from_dict(raw) for raw in _chatlog().iter_entries(since=date, until=date))
+        removed = _remove_images(live)
     deleted = _chatlog().delete_day(date) if DATE_RE.match(date) else []
     if not deleted:
         abort(404, description=f"There are no history entries on {date}.")
-    return _deleted(deleted, f"Deleted {len(deleted)} entries of {date}.")
+    return _deleted(deleted, f"Deleted {len(deleted)} entries of {date}.", removed)
 
 
 @bp.get("/images/<name>")
 def image_file(name: str):
     images = current_app.extensions["images"]
-    if not images.exists(name) and name.endswith(".thumb.webp"):
-        # Images stored before thumbnails existed: the original stands in for its thumbnail.
-        name = name.removesuffix(".thumb.webp") + ".png"
-    try:
-        # Names are unique per entry and never rewritten, so the image is cached for ever.
+    # Names are unique per entry and never rewritten, so the image is cached for ever.
+    with contextlib.suppress(FileNotFoundError, ValueError):
         return images.serve(name)
-    except (FileNotFoundError, ValueError):
-        abort(404, description=N_("There is no such image."))
+    if name.endswith(".thumb.webp"):
+        # Images stored before thumbnails existed: the original stands in for its thumbnail.
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return images.serve(name.removesuffix(".thumb.webp") + ".png")
+    abort(404, description=N_("There is no such image."))
 
 
 def download_name(prompt: str, extension: str) -> str:
@@ -514,9 +532,13 @@ def readyz():
     store_ok, store = _chatlog().ready()
     images_ok, images = current_app.extensions["images"].ready()
     provider = _generator().provider
-    ready = store_ok and images_ok
+    # An object store shared by every server that is down would take them all out of the load
+    # balancer at once, though text answers still work: it makes this server degraded, not
+    # unready. Files in DATA_DIR that cannot be written are this server's own problem.
+    ready = store_ok and (images_ok or current_app.extensions["images"].backend == "s3")
     body = {
         "ready": ready,
+        "degraded": ready and not images_ok,
         "store": store,
         "history": _chatlog().backend,
         "images": images,

@@ -711,12 +711,14 @@ def history_entry(client, prompt: str) -> dict | None:
     return next((e for e in client.get("/chatlog.full.json").get_json() if e["prompt"] == prompt), None)
 
 
-def test_readyz_with_the_object_store_down_is_503(down_app):
+def test_readyz_with_the_object_store_down_is_degraded_not_unready(down_app):
+    # The store is shared by every server: failing readiness would take them all out of the
+    # load balancer, though text answers work. The server says it is degraded instead.
     response = down_app.test_client().get("/readyz")
 
     body = response.get_json()
-    assert response.status_code == 503
-    assert body["ready"] is False
+    assert response.status_code == 200
+    assert (body["ready"], body["degraded"]) == (True, True)
     assert "unreachable" in body["images"]
     assert body["image_store"] == "s3"
 

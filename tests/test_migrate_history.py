@@ -152,7 +152,7 @@ def test_migrate_copies_every_entry_with_its_permalink_and_fields(cli_app, sourc
     result = migrate(cli_app, "--to", pg_url)
 
     assert result.exit_code == 0, result.output
-    assert "copied 9 entries, 0 were already there" in result.output
+    assert "copied 9 entries, updated 0, 0 were already there" in result.output
     copied, original = target(), source.store()
     assert copied.export_full() == original.export_full()
     assert [copied.get(*p) for p in source.permalinks] == [original.get(*p) for p in source.permalinks]
@@ -201,7 +201,7 @@ def test_migrate_twice_copies_nothing_the_second_time(cli_app, source, pg_url, t
     again = migrate(cli_app, "--to", pg_url)
 
     assert again.exit_code == 0, again.output
-    assert "copied 0 entries, 9 were already there" in again.output
+    assert "copied 0 entries, updated 0, 9 were already there" in again.output
     assert (target().export_full(), day_counters(target()), target().get(*source.permalinks[3])) == before
 
 
@@ -319,3 +319,59 @@ def test_an_app_on_the_shared_stores_serves_what_was_migrated(
     assert png.get_data() == source.original
     assert code.status_code == 200 and "Write a prime test" in code.get_data(as_text=True)
     assert tomb.status_code == 410
+
+
+# -- running it again before the switch-over ----------------------------------------------------
+
+
+def test_a_rerun_brings_copied_entries_up_to_date_and_removes_deleted_images(
+    cli_app, source, pg_url, target, s3_bucket, s3_env
+):
+    endpoint, bucket = s3_bucket
+    images = ("--images-to", f"s3://{bucket}/prefix", "--images-endpoint-url", endpoint)
+    assert migrate(cli_app, "--to", pg_url, *images).exit_code == 0
+    log = ChatLog(source.data_dir)
+    pending = log.get("2024-09-01", 1)
+    assert pending.status == "pending"
+    # Meanwhile, on the old server: the pending answer arrives, the image entry is deleted.
+    log.finish(pending, "late answer")
+    log.delete(source.picture.date, source.picture.index)
+    ImageStore(source.data_dir).delete(source.picture.image_file)
+
+    again = migrate(cli_app, "--to", pg_url, *images)
+
+    assert again.exit_code == 0, again.output
+    assert "copied 0 entries, updated 2, 7 were already there" in again.output
+    assert "removed 1 of entries deleted since the last run" in again.output
+    copied = target()
+    assert (copied.get("2024-09-01", 1).status, copied.get("2024-09-01", 1).response) == (
+        "done",
+        "late answer",
+    )
+    gone = copied.get(source.picture.date, source.picture.index)
+    assert gone.deleted and gone.prompt == "" and gone.image_file is None
+    assert copied.search("A red square") == []
+    assert s3_objects(endpoint, bucket, "prefix/") == {}
+
+
+def test_a_rerun_never_brings_back_an_entry_deleted_in_the_database(cli_app, source, pg_url, target):
+    assert migrate(cli_app, "--to", pg_url).exit_code == 0
+    target().delete("2024-08-30", 0)
+
+    again = migrate(cli_app, "--to", pg_url)
+
+    assert again.exit_code == 0, again.output
+    assert target().get("2024-08-30", 0).deleted
+    assert target().search("prime test") == []
+
+
+def test_the_database_url_may_come_from_history_url_instead_of_the_command_line(
+    cli_app, source, pg_url, target, monkeypatch
+):
+    monkeypatch.setenv("HISTORY_URL", pg_url)
+
+    result = migrate(cli_app)
+
+    assert result.exit_code == 0, result.output
+    assert "copied 9 entries" in result.output
+    assert target().count() == source.store().count()

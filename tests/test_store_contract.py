@@ -1141,3 +1141,93 @@ def test_postgresql_sqlalchemy_url_rejects_other_urls(url):
 
     assert "postgresql://" in str(raised.value)
     assert ":pw@" not in str(raised.value)
+
+
+# -- what PostgreSQL text cannot hold, and indexes beyond its integer ------------------------------
+
+
+def test_an_answer_with_nul_characters_is_stored(store, reopen):
+    # Model output is untrusted and may contain NUL, which PostgreSQL text cannot hold; the
+    # answer is kept (NUL shown as U+FFFD there), never lost to a database error.
+    entry = store.begin("code", "nul\x00prompt", "m")
+    store.finish(entry, "a\x00b", usage={"total_tokens": 3}, options={"x\x00": "y\x00"})
+
+    stored = reopen().get(entry.date, entry.index)
+    assert stored.status == "done"
+    assert stored.response in ("a\x00b", "a\ufffdb")
+    assert stored.prompt in ("nul\x00prompt", "nul\ufffdprompt")
+    assert [e.id for e in store.search("prompt")] == [entry.id]
+
+
+def test_an_unpaired_surrogate_in_an_answer_is_stored(store, reopen):
+    entry = store.begin("code", "surrogate", "m")
+    store.finish(entry, "x\ud800y")
+
+    assert reopen().get(entry.date, entry.index).response in ("x\ud800y", "x?y")
+
+
+def test_indexes_beyond_any_stored_one_are_simply_not_there(store):
+    make(store, "only")
+    huge = 3_000_000_000
+
+    assert store.get("2024-08-30", huge) is None
+    assert store.delete("2024-08-30", huge) is None
+    assert prompts([e for day in store.page(10, before=f"2024-08-30/{huge}").days for e in day.entries]) == [
+        "only"
+    ]
+    assert store.images_page(10, before=f"2024-08-30/{huge}") == ([], None)
+
+
+def test_concurrent_deletes_up_a_conversation_keep_it_listed_exactly_right(store):
+    # R <- A <- P: deleting A and P at once must leave R listed (no live follow-up left).
+    for round_ in range(5):
+        root = make(store, f"root {round_}")
+        middle = make(store, f"middle {round_}", parent=root)
+        last = make(store, f"last {round_}", parent=middle)
+        barrier = threading.Barrier(2)
+
+        def delete(entry: Entry, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(5)
+            store.delete(entry.date, entry.index)
+
+        threads = [threading.Thread(target=delete, args=(e,)) for e in (middle, last)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert store.get(root.date, root.index).followups == 0, round_
+        listed = prompts([e for day in store.page(100).days for e in day.entries])
+        assert f"root {round_}" in listed, (round_, listed)
+
+
+# -- PostgreSQL only: a full pool, a schema newer than the code -----------------------------------
+
+
+def test_postgresql_a_full_connection_pool_is_unavailable_not_a_crash(pg_url):
+    store = SQLChatLog(pg_url, pool_size=1, max_overflow=0, connect_timeout=1)
+    try:
+        assert store.ensure_schema()
+        with store.engine.connect(), pytest.raises(HistoryUnavailable):  # the only connection is taken
+            store.get("2024-08-30", 0)
+    finally:
+        store.close()
+
+
+def test_postgresql_a_schema_newer_than_the_code_keeps_the_server_working(pg_url, caplog):
+    first = SQLChatLog(pg_url)
+    try:
+        assert first.ensure_schema()
+        entry = first.begin("code", "before the upgrade", "m")
+        with first.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    finally:
+        first.close()
+
+    older = SQLChatLog(pg_url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="app.history"):
+            assert older.ensure_schema()
+        assert "newer than this version" in caplog.text
+        assert older.get(entry.date, entry.index).prompt == "before the upgrade"
+    finally:
+        older.close()
