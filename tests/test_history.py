@@ -1,11 +1,12 @@
-"""The history store (app.history.ChatLog) on real files in temporary directories."""
+"""What is particular to the TinyDB history (app.history.ChatLog) on real files: what is on
+disk when, atomic writes, damaged files, several processes. The behaviour every backend shares
+is tested once for both in tests/test_store_contract.py."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
-import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -65,205 +66,19 @@ def test_begin_writes_the_pending_prompt_to_disk_before_returning(chatlog, data_
     assert stored["response"] == ""
 
 
-def test_begin_returns_a_pending_entry_with_its_kind_and_model(chatlog):
-    entry = chatlog.begin("image", "A lighthouse", "dall-e-3", demo=True)
-
-    assert (entry.kind, entry.status, entry.model, entry.demo) == ("image", "pending", "dall-e-3", True)
-
-
 def test_begin_rejects_an_unknown_kind(chatlog, data_dir):
     with pytest.raises(ValueError):
         chatlog.begin("video", "A film", "test-model")
     assert not (data_dir / "history.json").exists()
 
 
-def test_finish_stores_the_response_and_marks_the_entry_done(chatlog):
-    entry = chatlog.begin("code", "Prompt", "test-model")
-
-    finished = chatlog.finish(entry, "```python\nprint(1)\n```", model="answer-model")
-
-    stored = chatlog.get(entry.date, entry.index)
-    assert stored == finished
-    assert (stored.status, stored.response, stored.model, stored.error) == (
-        "done",
-        "```python\nprint(1)\n```",
-        "answer-model",
-        None,
-    )
-
-
-def test_fail_marks_the_entry_failed_with_the_error_and_keeps_the_prompt(chatlog):
-    entry = chatlog.begin("code", "Keep me", "test-model")
-
-    chatlog.fail(entry, "The upstream had a server error (500).")
-
-    stored = chatlog.get(entry.date, entry.index)
-    assert (stored.status, stored.error, stored.prompt) == (
-        "failed",
-        "The upstream had a server error (500).",
-        "Keep me",
-    )
-
-
-def test_finish_of_an_entry_not_in_the_history_raises_key_error(chatlog, data_dir, clock):
-    (data_dir / "elsewhere").mkdir()
-    other = ChatLog(data_dir / "elsewhere", clock=clock)
-    stranger = other.begin("code", "Not here", "test-model")
-    chatlog.begin("code", "Here", "test-model")
-
-    with pytest.raises(KeyError):
-        chatlog.finish(stranger, "answer")
-
-
 # -- indexes, permalinks, dates ----------------------------------------------------------------
-
-
-def test_indexes_start_at_zero_and_increase_within_a_day(chatlog):
-    indexes = [chatlog.begin("code", f"p{n}", "m").index for n in range(3)]
-
-    assert indexes == [0, 1, 2]
-
-
-def test_indexes_restart_at_zero_on_a_new_day(chatlog, clock):
-    chatlog.begin("code", "day one a", "m")
-    chatlog.begin("code", "day one b", "m")
-    clock.now = DAY_TWO
-
-    entry = chatlog.begin("code", "day two a", "m")
-
-    assert (entry.date, entry.index) == ("2024-08-31", 0)
-
-
-def test_permalink_is_date_and_index(chatlog):
-    entry = chatlog.begin("code", "p", "m")
-
-    assert entry.permalink == "/chatlog/2024-08-30/0"
-
-
-def test_permalink_keeps_pointing_at_the_same_entry_after_later_writes(chatlog, clock):
-    first = chatlog.begin("code", "first", "m")
-    second = chatlog.begin("code", "second", "m")
-    chatlog.finish(second, "answer two")
-    chatlog.fail(first, "broken")
-    clock.now = DAY_TWO
-    chatlog.begin("code", "next day", "m")
-
-    assert chatlog.get(first.date, first.index).id == first.id
-    assert chatlog.get(second.date, second.index).id == second.id
-
-
-def test_entries_are_dated_by_the_clocks_local_date_not_utc(data_dir):
-    # 00:30 in UTC+2 is still the previous day in UTC.
-    just_after_midnight = datetime(2024, 8, 31, 0, 30, tzinfo=CEST)
-    log = ChatLog(data_dir, clock=lambda: just_after_midnight)
-
-    entry = log.begin("code", "late night", "m")
-
-    assert entry.date == "2024-08-31"
-
-
-def test_entries_group_by_date(chatlog, clock):
-    chatlog.begin("code", "a", "m")
-    chatlog.begin("code", "b", "m")
-    clock.now = DAY_TWO
-    chatlog.begin("code", "c", "m")
-
-    grouped = {day.date: [e.prompt for e in day.entries] for day in chatlog.days(newest_first=False)}
-
-    assert grouped == {"2024-08-30": ["a", "b"], "2024-08-31": ["c"]}
-
-
-@pytest.fixture
-def two_days(chatlog, clock) -> ChatLog:
-    """Prompts a, b on 2024-08-30 and c, d on 2024-08-31."""
-    for prompt in ("a", "b"):
-        chatlog.begin("code", prompt, "m")
-    clock.now = DAY_TWO
-    for prompt in ("c", "d"):
-        chatlog.begin("code", prompt, "m")
-    return chatlog
-
-
-def shape(days) -> list[tuple[str, list[str]]]:
-    return [(day.date, [e.prompt for e in day.entries]) for day in days]
-
-
-def test_days_lists_newest_date_and_newest_entry_first_by_default(two_days):
-    assert shape(two_days.days()) == [("2024-08-31", ["d", "c"]), ("2024-08-30", ["b", "a"])]
-
-
-def test_days_lists_oldest_first_when_asked(two_days):
-    assert shape(two_days.days(newest_first=False)) == [
-        ("2024-08-30", ["a", "b"]),
-        ("2024-08-31", ["c", "d"]),
-    ]
-
-
-def test_days_limit_caps_the_number_of_entries_newest_first(two_days):
-    assert shape(two_days.days(limit=3)) == [("2024-08-31", ["d", "c"]), ("2024-08-30", ["b"])]
-
-
-def test_days_limit_caps_the_number_of_entries_oldest_first(two_days):
-    assert shape(two_days.days(newest_first=False, limit=3)) == [
-        ("2024-08-30", ["a", "b"]),
-        ("2024-08-31", ["c"]),
-    ]
-
-
-def test_days_of_an_empty_history_is_empty(chatlog):
-    assert chatlog.days() == []
 
 
 # -- get ---------------------------------------------------------------------------------------
 
 
-def test_get_returns_the_entry_at_date_and_index(two_days):
-    entry = two_days.get("2024-08-31", 1)
-
-    assert (entry.prompt, entry.date, entry.index) == ("d", "2024-08-31", 1)
-
-
-def test_get_of_an_unknown_date_is_none(two_days):
-    assert two_days.get("2024-09-01", 0) is None
-
-
-def test_get_of_an_unknown_index_is_none(two_days):
-    assert two_days.get("2024-08-30", 2) is None
-
-
-def test_get_of_a_negative_index_is_none(two_days):
-    assert two_days.get("2024-08-30", -1) is None
-
-
-@pytest.mark.parametrize("date", ["2024-8-30", "30.08.2024", "../history", "", "2024-08-30x"])
-def test_get_of_a_malformed_date_is_none(two_days, date):
-    assert two_days.get(date, 0) is None
-
-
-def test_get_on_a_history_that_does_not_exist_yet_is_none(chatlog):
-    assert chatlog.get("2024-08-30", 0) is None
-
-
 # -- durability --------------------------------------------------------------------------------
-
-
-def test_a_new_chatlog_on_the_same_directory_sees_every_entry(two_days, data_dir):
-    entry = two_days.get("2024-08-30", 0)
-    two_days.finish(entry, "answer a")
-
-    restarted = ChatLog(data_dir)
-
-    assert shape(restarted.days()) == shape(two_days.days())
-    assert restarted.get("2024-08-30", 0).response == "answer a"
-
-
-def test_a_restarted_chatlog_continues_the_days_indexes(chatlog, data_dir, clock):
-    chatlog.begin("code", "a", "m")
-    chatlog.begin("code", "b", "m")
-
-    entry = ChatLog(data_dir, clock=clock).begin("code", "after restart", "m")
-
-    assert entry.index == 2
 
 
 def test_history_file_is_valid_json_after_every_write(chatlog, data_dir, clock):
@@ -375,37 +190,6 @@ def test_quarantine_never_moves_a_file_that_was_repaired_meanwhile(chatlog, data
 
 
 # -- concurrency -------------------------------------------------------------------------------
-
-
-def test_concurrent_begin_from_eight_threads_loses_nothing(chatlog, data_dir):
-    threads_n, per_thread = 8, 10
-    barrier = threading.Barrier(threads_n, timeout=30)
-    created, errors = [], []
-    guard = threading.Lock()
-
-    def work(worker: int) -> None:
-        try:
-            barrier.wait()
-            for n in range(per_thread):
-                entry = chatlog.begin("code", f"thread {worker} prompt {n}", "m")
-                with guard:
-                    created.append(entry)
-        except Exception as e:  # collected and asserted below
-            with guard:
-                errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-
-    assert errors == []
-    stored = stored_entries(data_dir)
-    assert len(stored) == 80
-    assert len({e["id"] for e in stored}) == 80
-    assert len({(e["date"], e["index"]) for e in stored}) == 80
-    assert {e.id for e in created} == {e["id"] for e in stored}
 
 
 def test_concurrent_writers_in_two_processes_lose_nothing(data_dir):
