@@ -286,6 +286,17 @@ class HistoryStore:
             image_file=image_file_for(response) if is_image else None,
         )
 
+    @staticmethod
+    def _unseen(rows: list[dict[str, Any]], present: set[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The seed rows whose (prompt, response) is not among `present` (nor earlier in `rows`)."""
+        new = []
+        for row in rows:
+            key = (row["prompt"], row.get("response", ""))
+            if key not in present:
+                present.add(key)
+                new.append(row)
+        return new
+
     def _update(self, entry: Entry, **changes: Any) -> Entry:
         raise NotImplementedError
 
@@ -793,13 +804,10 @@ class ChatLog(HistoryStore):
                     existing = table.all()
                     present = {(e["prompt"], e["response"]) for e in existing if not e.get("deleted")}
                     index = self._next_index(table, date)
+                    rows = self._unseen(data[date], present)
+                    skipped += len(data[date]) - len(rows)
                     new_docs = []
-                    for row in data[date]:
-                        key = (row["prompt"], row.get("response", ""))
-                        if key in present:
-                            skipped += 1
-                            continue
-                        present.add(key)
+                    for row in rows:
                         entry = self._seed_entry(date, index, row, image_file_for)
                         new_docs.append(Document(entry.to_dict(), doc_id=index + 1))
                         index += 1

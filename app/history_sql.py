@@ -511,14 +511,8 @@ class SQLChatLog(HistoryStore):
                     entries.c.day == date, sa.not_(entries.c.deleted)
                 )
                 present = {(prompt, response) for prompt, response in conn.execute(query)}
-                rows, skipped_here = [], 0
-                for row in data[date]:
-                    key = (row["prompt"], row.get("response", ""))
-                    if key in present:
-                        skipped_here += 1
-                        continue
-                    present.add(key)
-                    rows.append(row)
+                rows = self._unseen(data[date], present)
+                skipped_here = len(data[date]) - len(rows)
                 if rows:
                     first = self._allocate(conn, date, len(rows))
                     new = [
