@@ -31,6 +31,7 @@ from .image_options import ImageOptions
 from .images import BaseImageStore, ImageStoreUnavailable, fetch_image, redact_url
 from .models import ModelCatalog
 from .providers import (
+    ConnectionDropped,
     EmptyAnswer,
     IncompleteAnswer,
     Provider,
@@ -44,7 +45,7 @@ from .providers import (
 log = logging.getLogger("app.generation")
 
 T = TypeVar("T")
-RETRYABLE = (UpstreamUnavailable, UpstreamUnreachable)
+RETRYABLE = (UpstreamUnavailable, UpstreamUnreachable, ConnectionDropped)
 BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request

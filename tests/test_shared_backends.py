@@ -688,3 +688,18 @@ def test_an_answer_arriving_while_the_database_restarts_is_saved_when_it_is_back
             assert "saving the answer again" in server.app_log()
     finally:
         pg.stop()
+
+
+def test_with_redis_down_the_rate_limit_falls_back_to_this_process_instead_of_failing(make_app, upstream):
+    app = make_app(
+        openai_api_key=TEST_KEY,
+        openai_base_url=upstream.url,
+        rate_limit="2 per minute",
+        ratelimit_storage_uri=f"redis://127.0.0.1:{services.free_port()}/0",
+    )
+    client = app.test_client()
+
+    codes = [client.post("/generate_code", json={"prompt": f"no redis {n}"}).status_code for n in range(3)]
+
+    assert codes == [200, 200, 429]
+    assert client.get("/readyz").status_code == 200

@@ -24,7 +24,7 @@ import requests
 from app.config import Settings
 
 from .conftest import BACKENDS, HX, TEST_KEY, LiveServer, StreamedAnswer, htmx_generate_code, parse_sse
-from .upstream import FakeUpstream, Reply, error_body
+from .upstream import FakeUpstream, Reply, chat_completion, error_body
 
 
 @pytest.fixture(params=BACKENDS)
@@ -752,3 +752,30 @@ def test_unknown_code_block_is_404(client, upstream):
     answer = htmx_generate_code(client, "add")
 
     assert client.get(entry_url(answer.stream_url) + "/code/2").status_code == 404
+
+
+def test_a_connection_reset_before_the_first_token_is_retried(make_app, upstream):
+    # A keep-alive connection the upstream closed, or a reset under load: nothing of the answer
+    # arrived, so asking again is safe (the openai client's own policy too).
+    upstream.script(CHAT, Reply(hang_up=True), Reply(chunks=["second ", "try"]))
+    app = app_on(make_app, upstream, upstream_retries=2)
+    app.extensions["generator"].sleep = lambda seconds: None
+    client = app.test_client()
+
+    answer = htmx_generate_code(client, "reset me")
+
+    assert chat_calls(upstream) == 2
+    entry = stored(client, answer.stream_url)
+    assert (entry["status"], entry["response"]) == ("done", "second try")
+
+
+def test_a_connection_reset_before_the_answer_is_retried_for_json_too(make_app, upstream):
+    upstream.script(CHAT, Reply(hang_up=True), Reply(json=chat_completion("second try")))
+    app = app_on(make_app, upstream, upstream_retries=2)
+    app.extensions["generator"].sleep = lambda seconds: None
+
+    response = app.test_client().post("/generate_code", json={"prompt": "reset me"})
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["code"] == "second try"
+    assert chat_calls(upstream) == 2

@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import socket
+import struct
 import threading
 import time
 from collections import defaultdict, deque
@@ -38,6 +39,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop_after: int | None = None  # send only this many body bytes, then close the connection
+    hang_up: bool = False  # read the request, then reset the connection without any answer
     content_type: str = "application/json"
     # Streaming (for requests with "stream": true): the text pieces to send as chunks.
     chunks: list[str] | None = None
@@ -155,6 +157,10 @@ class FakeUpstream:
                 upstream._handle(self, "POST")
 
         class Server(ThreadingHTTPServer):
+            # A real server's listen backlog: socketserver's default of 5 resets connections
+            # when dozens arrive at once (the 64-stream benchmark).
+            request_queue_size = 128
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 # A client that hangs up (the app stopping a stream, a test ending) is expected.
                 pass
@@ -252,6 +258,11 @@ class FakeUpstream:
         reply = self._next_scripted(path) or self._default(path, body)
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.hang_up:  # as a server (or a keep-alive connection it closed) going away
+            handler.close_connection = True
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.connection.close()
+            return
         if reply.chunks is not None and reply.status == 200:
             self._stream(handler, reply)
             return

@@ -87,6 +87,11 @@ class IncompleteAnswer(UpstreamError):
     kind = "incomplete"
 
 
+class ConnectionDropped(IncompleteAnswer):
+    """The connection broke before any of the answer arrived (a reset, a closed keep-alive
+    connection): safe to ask again, as the openai client itself would."""
+
+
 class EmptyAnswer(UpstreamError):
     kind = "empty"
 

@@ -23,6 +23,7 @@ from ..image_options import ImageOptions
 from . import (
     AuthFailed,
     BadImage,
+    ConnectionDropped,
     EmptyAnswer,
     ImageAnswer,
     IncompleteAnswer,
@@ -121,8 +122,8 @@ def translate_errors(what: str) -> Iterator[None]:
             raise UpstreamUnreachable(
                 N_("Could not connect to the upstream. Is OPENAI_BASE_URL right and the server up?")
             ) from None
-        log.error("%s failed: connection dropped mid-answer: %s", what, e.__cause__ or e)
-        raise IncompleteAnswer(
+        log.error("%s failed: connection dropped before the answer: %s", what, e.__cause__ or e)
+        raise ConnectionDropped(
             N_("The upstream connection was interrupted before the answer was complete.")
         ) from None
     except openai.APIResponseValidationError as e:
