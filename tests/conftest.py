@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from werkzeug.serving import make_server
 
 from app import create_app
@@ -207,6 +208,21 @@ def parse_sse(text: str) -> list[tuple[str, str]]:
         if data or name != "message":
             events.append((name, "\n".join(data)))
     return events
+
+
+def sse_events(response: requests.Response, limit: int = 1000) -> Iterator[tuple[str, str]]:
+    """Events of a streamed response, each as soon as its blank line has arrived (bounded)."""
+    buffer = ""
+    count = 0
+    for piece in response.iter_content(chunk_size=None):
+        buffer += piece.decode("utf-8")
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            for event in parse_sse(block + "\n\n"):
+                yield event
+                count += 1
+                if count >= limit:
+                    return
 
 
 class StreamedAnswer:

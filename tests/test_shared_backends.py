@@ -41,7 +41,7 @@ from PIL import Image
 from app.history_sql import SQLChatLog
 
 from . import services
-from .conftest import HX, TEST_KEY
+from .conftest import HX, TEST_KEY, sse_events
 from .upstream import FakeUpstream, Reply, chat_completion, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -509,20 +509,6 @@ def test_the_rate_limit_is_shared_by_both_servers_through_redis(shared, redis_se
 
 
 # -- 6. Stop on B ends the stream on A ---------------------------------------------------------------------
-
-
-def sse_events(response: requests.Response) -> Iterator[tuple[str, str]]:
-    """(event, data) pairs as they arrive on an open event stream."""
-    name, data = "message", []
-    for raw in response.iter_lines(chunk_size=None):
-        line = raw.decode()
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data:"):
-            data.append(line[6:] if line.startswith("data: ") else "")
-        elif line == "" and (data or name != "message"):
-            yield name, "\n".join(data)
-            name, data = "message", []
 
 
 def test_stop_sent_to_b_ends_the_stream_running_on_a_and_keeps_the_partial_answer(pair, client, upstream):

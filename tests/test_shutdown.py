@@ -28,7 +28,7 @@ import requests
 
 from app.history import ChatLog, Entry, parse_cursor
 
-from .conftest import HX, TEST_KEY
+from .conftest import HX, TEST_KEY, sse_events
 from .upstream import FakeUpstream, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,20 +141,6 @@ def start_answer(http: requests.Session, server: Server) -> str:
     match = re.search(r'sse-connect="(/chatlog/[^"]+)/stream"', post.text)
     assert match, post.text
     return match.group(1)
-
-
-def sse_events(response: requests.Response) -> Iterator[tuple[str, str]]:
-    """(event, data) pairs as they arrive on an open event stream."""
-    name, data = "message", []
-    for raw in response.iter_lines(chunk_size=None):
-        line = raw.decode()
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data:"):
-            data.append(line[6:] if line.startswith("data: ") else "")
-        elif line == "" and (data or name != "message"):
-            yield name, "\n".join(data)
-            name, data = "message", []
 
 
 def open_stream(http: requests.Session, server: Server, permalink: str) -> requests.Response:

@@ -13,7 +13,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -23,7 +23,16 @@ import requests
 
 from app.config import Settings
 
-from .conftest import BACKENDS, HX, TEST_KEY, LiveServer, StreamedAnswer, htmx_generate_code, parse_sse
+from .conftest import (
+    BACKENDS,
+    HX,
+    TEST_KEY,
+    LiveServer,
+    StreamedAnswer,
+    htmx_generate_code,
+    parse_sse,
+    sse_events,
+)
 from .upstream import FakeUpstream, Reply, chat_completion, error_body
 
 
@@ -91,21 +100,6 @@ def start_stream(server: LiveServer, prompt: str, **fields: str) -> str:
     match = re.search(r'sse-connect="([^"]+)"', post.text)
     assert match, post.text[:300]
     return match.group(1)
-
-
-def sse_events(response: requests.Response, limit: int = 1000) -> Iterator[tuple[str, str]]:
-    """Events of a streamed response, each as soon as its blank line has arrived (bounded)."""
-    buffer = ""
-    count = 0
-    for piece in response.iter_content(chunk_size=None):
-        buffer += piece.decode("utf-8")
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            for event in parse_sse(block + "\n\n"):
-                yield event
-                count += 1
-                if count >= limit:
-                    return
 
 
 def open_stream(server: LiveServer, stream_url: str) -> requests.Response:
