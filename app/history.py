@@ -382,14 +382,19 @@ class HistoryStore:
         Failed entries carry an `error` field next to the seed's `prompt` and `response`.
         """
         out: dict[str, list[dict[str, str]]] = {}
+        for date, row in self.iter_seed():
+            out.setdefault(date, []).append(row)
+        return out
+
+    def iter_seed(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """(date, seed row) of every live entry, oldest first, read a batch at a time."""
         for raw in self.iter_entries(newest_first=False):
             row = {"prompt": raw["prompt"], "response": raw["response"]}
             if raw.get("status") == "failed" and raw.get("error"):
                 row["error"] = raw["error"]
             elif raw.get("status") == "pending":
                 row["error"] = "The answer was not finished."
-            out.setdefault(raw["date"], []).append(row)
-        return out
+            yield raw["date"], row
 
     def export_full(self) -> list[dict[str, Any]]:
         """Every live entry with all its fields, oldest first."""

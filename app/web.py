@@ -292,7 +292,7 @@ def generate_image():
 def chatlog():
     """The history: all of it as JSON, a search, or a page of days (lazy loaded by htmx)."""
     if wants_json():
-        return jsonify(_chatlog().export_seed())
+        return seed_export()
     query = request.args.get("q", "").strip()[:200]
     if query:
         found = _chatlog().search(query, limit=SEARCH_LIMIT)
@@ -308,14 +308,46 @@ def chatlog():
     return render_template("chatlog.html", page=_chatlog().page(PAGE_LIMIT, before), q="", found=None)
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def seed_export() -> Response:
+    """The whole history in the seed's format, streamed a batch of entries at a time, so an
+    export of millions of entries never sits in the server's memory at once."""
+    chatlog = _chatlog()
+
+    def body() -> Iterator[str]:
+        current = None
+        for date, row in chatlog.iter_seed():
+            if date != current:
+                yield ("{" if current is None else "],") + _json(date) + ":[" + _json(row)
+                current = date
+            else:
+                yield "," + _json(row)
+        yield ("{" if current is None else "]") + "}\n"
+
+    return Response(stream_with_context(body()), mimetype="application/json")
+
+
 @bp.get("/chatlog.json")
 def chatlog_json():
-    return jsonify(_chatlog().export_seed())
+    return seed_export()
 
 
 @bp.get("/chatlog.full.json")
 def chatlog_full_json():
-    response = jsonify(_chatlog().export_full())
+    """Every live entry with all its fields, oldest first, streamed like the seed export."""
+    chatlog = _chatlog()
+
+    def body() -> Iterator[str]:
+        first = True
+        for raw in chatlog.iter_entries(newest_first=False):
+            yield ("[" if first else ",") + _json(Entry.from_dict(raw).to_dict())
+            first = False
+        yield ("[" if first else "") + "]\n"
+
+    response = Response(stream_with_context(body()), mimetype="application/json")
     response.headers["Content-Disposition"] = "attachment; filename=chatlog.full.json"
     return response
 

@@ -18,7 +18,7 @@ import pytest
 
 from app.history import ChatLog
 
-from .conftest import HX, TEST_KEY
+from .conftest import BACKENDS, HX, TEST_KEY
 from .html import Node, parse
 from .upstream import Reply, error_body
 
@@ -731,3 +731,38 @@ def test_prompt_prefill_is_escaped(demo_client):
     assert "<script>alert(1)" not in html
     boxes = [t for t in parse(html).find_all("textarea") if t.attrs.get("name") == "prompt"]
     assert [t.text for t in boxes] == [hostile]
+
+
+# -- exports stream, on either backend ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("history_backend", BACKENDS)
+@pytest.mark.parametrize("path", ["/chatlog.json", "/chatlog.full.json"])
+def test_exports_are_streamed_and_equal_the_whole_history(make_app, path, history_backend):
+    app = make_app()
+    store = app.extensions["chatlog"]
+    seed = {
+        f"2024-01-{d:02d}": [{"prompt": f'p{d}.{i} "ü" </script>', "response": f"r{i}"} for i in range(300)]
+        for d in range(1, 5)
+    }
+    store.import_seed(seed)
+    store.begin("code", "never answered", "m")
+    store.delete("2024-01-02", 0)
+
+    response = app.test_client().get(path)
+
+    assert response.status_code == 200
+    assert response.is_streamed
+    exported = json.loads(response.get_data(as_text=True))
+    assert exported == (store.export_seed() if path == "/chatlog.json" else store.export_full())
+    assert len(exported) == (5 if path == "/chatlog.json" else 4 * 300 - 1 + 1)
+    assert "never answered" in response.get_data(as_text=True)
+    assert "p2.0 " not in response.get_data(as_text=True)  # deleted
+
+
+@pytest.mark.parametrize("history_backend", BACKENDS)
+def test_an_empty_history_exports_empty_json(make_app, history_backend):
+    client = make_app().test_client()
+
+    assert client.get("/chatlog.json").get_json() == {}
+    assert client.get("/chatlog.full.json").get_json() == []
