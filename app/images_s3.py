@@ -36,6 +36,16 @@ def _missing(error: ClientError) -> bool:
     return code in ("404", "NoSuchKey", "NotFound")
 
 
+class _NoBody:
+    """The body of a HEAD response: nothing to send, nothing to close."""
+
+    def iter_chunks(self, size: int) -> list[bytes]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 class S3ImageStore(BaseImageStore):
     """Originals and thumbnails as objects in one bucket under one prefix."""
 
@@ -170,7 +180,11 @@ class S3ImageStore(BaseImageStore):
                 response.set_etag(tag)
                 response.headers["Cache-Control"] = IMMUTABLE
                 return response
-        obj = self._call("read an image", self.client.get_object, fast=True, Key=key)
+        if request.method == "HEAD":  # the headers only: no need to start the download
+            obj = self._call("look up an image", self.client.head_object, fast=True, Key=key)
+            obj["Body"] = _NoBody()
+        else:
+            obj = self._call("read an image", self.client.get_object, fast=True, Key=key)
         body = obj["Body"]
         response = Response(
             body.iter_chunks(CHUNK), mimetype=self.content_type(name), direct_passthrough=True

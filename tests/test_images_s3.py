@@ -460,6 +460,23 @@ def test_image_is_served_from_s3_cached_for_ever_with_an_etag(s3_app):
     assert response.data == s3_app.object_bytes(name)
 
 
+def test_a_head_request_gives_the_headers_of_a_get_without_reading_the_object(s3_app, monkeypatch):
+    name = name_of(s3_app.generate())
+    get = s3_app.client.get(f"/images/{name}")
+    images = s3_app.app.extensions["images"]
+    reads = []
+    original = images.client.get_object
+    monkeypatch.setattr(images.client, "get_object", lambda **kw: reads.append(kw) or original(**kw))
+
+    head = s3_app.client.head(f"/images/{name}")
+
+    assert head.status_code == 200
+    assert head.data == b""
+    assert reads == []
+    for header in ("Content-Type", "Content-Length", "ETag", "Cache-Control"):
+        assert head.headers[header] == get.headers[header], header
+
+
 def test_a_second_get_with_if_none_match_is_304(s3_app):
     name = name_of(s3_app.generate())
     etag = s3_app.client.get(f"/images/{name}").headers["ETag"]
