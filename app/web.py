@@ -327,7 +327,9 @@ def seed_export() -> Response:
                 yield "," + _json(row)
         yield ("{" if current is None else "]") + "}\n"
 
-    return Response(stream_with_context(body()), mimetype="application/json")
+    # The body needs only the store captured above, not the request context: a plain generator
+    # can be dropped unread (a client that hangs up) without touching a context that is gone.
+    return Response(body(), mimetype="application/json")
 
 
 @bp.get("/chatlog.json")
@@ -347,7 +349,7 @@ def chatlog_full_json():
             first = False
         yield ("[" if first else "") + "]\n"
 
-    response = Response(stream_with_context(body()), mimetype="application/json")
+    response = Response(body(), mimetype="application/json")
     response.headers["Content-Disposition"] = "attachment; filename=chatlog.full.json"
     return response
 
