@@ -24,15 +24,13 @@ from playwright.sync_api import (
     Response,
     Worker,
     expect,
-    sync_playwright,
 )
 
-from .conftest import TEST_KEY
-from .test_browser import CHROMIUM, CHROMIUM_ARGS
+from .test_browser import browser  # noqa: F401 - the module's chromium, shared
+from .test_images_s3 import APP_PREFIX, build_s3_app
 
 pytestmark = pytest.mark.browser
 
-APP_PREFIX = "imgs"
 PRESIGN = 300
 MODES = pytest.mark.parametrize("presign", [0, PRESIGN], ids=["through-app", "presigned"])
 PROMPT = "A red Fox, in the snow!"
@@ -74,14 +72,6 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @dataclass
@@ -181,22 +171,14 @@ class Site:
 
 
 @pytest.fixture
-def open_site(browser: Browser, make_app, upstream, s3_bucket, live_server) -> Iterator[Callable[..., Site]]:
+def open_site(browser: Browser, make_app, upstream, s3_bucket, live_server) -> Iterator[Callable[..., Site]]:  # noqa: F811
     contexts: list[BrowserContext] = []
-    endpoint, bucket = s3_bucket
-    upstream.image_mode = "b64"  # no image download: the object store is what is under test
+    endpoint = s3_bucket[0]
 
     def open_with(presign: int, *, worker: bool) -> Site:
         """A tab on the app; without `worker` the service worker is blocked, so no page is
         ever controlled (it claims pages as soon as it activates)."""
-        app = make_app(
-            openai_api_key=TEST_KEY,
-            openai_base_url=upstream.url,
-            image_store_url=f"s3://{bucket}/{APP_PREFIX}",
-            image_store_endpoint_url=endpoint,
-            image_store_region="us-east-1",
-            image_store_presign=presign,
-        )
+        app = build_s3_app(make_app, upstream, s3_bucket, image_store_presign=presign).app
         server = live_server(app)
         context = browser.new_context(accept_downloads=True, service_workers="allow" if worker else "block")
         contexts.append(context)
