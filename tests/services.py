@@ -281,6 +281,22 @@ class PgServer:
             raise
         return self
 
+    def _run(self, command: list[str], what: str, log: Path, **output: Any) -> subprocess.CompletedProcess:
+        """Run one of the cluster's tools as its user, bounded by COMMAND_TIMEOUT (`log`'s tail
+        goes into the error if it hangs)."""
+        try:
+            return subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
+                env=_child_env(),
+                timeout=COMMAND_TIMEOUT,
+                **output,
+                **self._run_as,
+            )
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"{what} took over {COMMAND_TIMEOUT:.0f} s\n{_log_tail(log)}") from None
+
     def _initdb(self) -> None:
         command = [
             self.initdb,
@@ -295,21 +311,7 @@ class PgServer:
             "--no-sync",
         ]
         with self.initdb_log.open("ab") as log:
-            try:
-                result = subprocess.run(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.dir,
-                    env=_child_env(),
-                    timeout=COMMAND_TIMEOUT,
-                    **self._run_as,
-                )
-            except subprocess.TimeoutExpired:
-                raise ServiceError(
-                    f"initdb took over {COMMAND_TIMEOUT:.0f} s\n{_log_tail(self.initdb_log)}"
-                ) from None
+            result = self._run(command, "initdb", self.initdb_log, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise ServiceError(f"initdb failed (exit {result.returncode})\n{_log_tail(self.initdb_log)}")
 
@@ -353,21 +355,7 @@ class PgServer:
         command = [self.psql_bin, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
         command += ["-h", str(self.socket_dir), "-p", str(self.port), "-U", PG_SUPERUSER, "-d", dbname]
         command += ["-c", sql]
-        try:
-            result = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                cwd=self.dir,
-                env=_child_env(),
-                timeout=COMMAND_TIMEOUT,
-                **self._run_as,
-            )
-        except subprocess.TimeoutExpired:
-            raise ServiceError(
-                f"psql took over {COMMAND_TIMEOUT:.0f} s: {sql}\n{_log_tail(self.log)}"
-            ) from None
+        result = self._run(command, f"psql ({sql})", self.log, capture_output=True, text=True)
         if result.returncode != 0:
             raise ServiceError(f"psql failed: {sql}\n{result.stderr.strip()}\n{_log_tail(self.log, 10)}")
         return result.stdout
