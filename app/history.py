@@ -398,7 +398,12 @@ class HistoryStore:
 
     def export_full(self) -> list[dict[str, Any]]:
         """Every live entry with all its fields, oldest first."""
-        return [Entry.from_dict(raw).to_dict() for raw in self.iter_entries(newest_first=False)]
+        return list(self.iter_full())
+
+    def iter_full(self) -> Iterator[dict[str, Any]]:
+        """Every live entry with all its fields, oldest first, read a batch at a time."""
+        for raw in self.iter_entries(newest_first=False):
+            yield Entry.from_dict(raw).to_dict()
 
     @staticmethod
     def validate_seed(data: Any) -> None:

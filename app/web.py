@@ -40,6 +40,7 @@ from .images import ImageStoreUnavailable
 from .rendering import code_blocks
 from .security import limit_retry_after
 
+HISTORY_DOWN = N_("The history database cannot be reached right now. Please try again in a moment.")
 PAGE_LIMIT = 200  # entries per page of the full history page
 GALLERY_PAGE = 48
 IMPORT_MAX_BYTES = 256 * 1024 * 1024  # a chatlog.json of many years
@@ -204,8 +205,7 @@ def stream_entry(date: str, index: int):
             yield from answer()
         except HistoryUnavailable:
             # The stream has started (200 is sent): say what happened in place of the answer.
-            message = N_("The history database cannot be reached right now. Please try again in a moment.")
-            final = replace(entry, status="failed", error=message)
+            final = replace(entry, status="failed", error=HISTORY_DOWN)
             yield sse_event("final", render_template("partials/_entry.html", entry=final, in_results=True))
             yield sse_event("done", "")
 
@@ -344,8 +344,8 @@ def chatlog_full_json():
 
     def body() -> Iterator[str]:
         first = True
-        for raw in chatlog.iter_entries(newest_first=False):
-            yield ("[" if first else ",") + _json(Entry.from_dict(raw).to_dict())
+        for entry in chatlog.iter_full():
+            yield ("[" if first else ",") + _json(entry)
             first = False
         yield ("[" if first else "") + "]\n"
 
@@ -614,7 +614,7 @@ def error_response(status: int, message: str, title: str):
 @bp.app_errorhandler(HistoryUnavailable)
 def history_unavailable(error: HistoryUnavailable):
     # Each write is one transaction, so nothing is half-written; the form keeps the prompt.
-    return _unavailable(N_("The history database cannot be reached right now. Please try again in a moment."))
+    return _unavailable(HISTORY_DOWN)
 
 
 @bp.app_errorhandler(ImageStoreUnavailable)
