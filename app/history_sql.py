@@ -309,9 +309,10 @@ class SQLChatLog(HistoryStore):
         return self._tx(work)
 
     @staticmethod
-    def _locked(conn: Connection, date: str, index: int) -> Any:
-        query = entries.select().where(entries.c.day == date, entries.c.idx == index).with_for_update()
-        return conn.execute(query).mappings().first()
+    def _row_at(conn: Connection, date: str, index: int, *, lock: bool = False) -> Any:
+        """The row at a permalink (locked until commit with `lock`), or None."""
+        query = entries.select().where(entries.c.day == date, entries.c.idx == index)
+        return conn.execute(query.with_for_update() if lock else query).mappings().first()
 
     def _count_followup(self, conn: Connection, entry: Entry, step: int) -> None:
         conn.execute(
@@ -327,7 +328,7 @@ class SQLChatLog(HistoryStore):
 
     def _update(self, entry: Entry, **changes: Any) -> Entry:
         def work(conn: Connection) -> Entry:
-            row = self._locked(conn, entry.date, entry.index)
+            row = self._row_at(conn, entry.date, entry.index, lock=True)
             if row is None or row["id"] != entry.id:
                 raise KeyError(f"entry {entry.id} is not in the history")
             stored = _raw(row)
@@ -349,7 +350,7 @@ class SQLChatLog(HistoryStore):
             return None
 
         def work(conn: Connection) -> Entry | None:
-            row = self._locked(conn, date, index)
+            row = self._row_at(conn, date, index, lock=True)
             if row is None or row["deleted"]:
                 return None
             stored = _raw(row)
@@ -367,7 +368,7 @@ class SQLChatLog(HistoryStore):
     def _live_ancestor_in(self, conn: Connection, permalink: str | None) -> Entry | None:
         for _ in range(10_000):  # bounded, as in chain()
             target = parse_cursor((permalink or "").removeprefix("/chatlog/"))
-            row = self._locked(conn, *target) if target and target[1] <= MAX_INDEX else None
+            row = self._row_at(conn, *target, lock=True) if target and target[1] <= MAX_INDEX else None
             if row is None or not row["deleted"]:
                 return _entry(row) if row is not None else None
             permalink = row["parent"]
@@ -392,15 +393,10 @@ class SQLChatLog(HistoryStore):
 
     # -- reads -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _get_in(conn: Connection, date: str, index: int) -> Any:
-        query = entries.select().where(entries.c.day == date, entries.c.idx == index)
-        return conn.execute(query).mappings().first()
-
     def get(self, date: str, index: int) -> Entry | None:
         if not DATE_RE.match(date) or not 0 <= index <= MAX_INDEX:
             return None
-        row = self._tx(lambda c: self._get_in(c, date, index))
+        row = self._tx(lambda c: self._row_at(c, date, index))
         return _entry(row) if row is not None else None
 
     def _select(self, *where: Any, newest_first: bool = True, limit: int) -> list[Any]:
