@@ -61,14 +61,16 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     configure_logging(app, settings.data_dir, settings.log_level, settings.secrets)
 
     from .generation import Generator
+    from .maintenance import Maintenance
     from .providers import make_provider
     from .stores import make_history, make_images
 
     chatlog = make_history(settings)
     images = make_images(settings)
+    generator = Generator(settings, make_provider(settings), chatlog, images)
     app.extensions["chatlog"] = chatlog
     app.extensions["images"] = images
-    app.extensions["generator"] = Generator(settings, make_provider(settings), chatlog, images)
+    app.extensions["generator"] = generator
 
     from flask_compress import Compress
 
@@ -93,6 +95,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     auth.init_app(app)
     security.init_app(app, settings, image_origin=getattr(images, "origin", lambda: None)())
     cli.init_app(app)
+    Maintenance(generator).init_app(app)
     if settings.proxy_fix:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -43,9 +43,9 @@ def export_chatlog(file: str | None) -> None:
     if file is None:
         sys.stdout.write(text)
         return
-    from .history import atomic_write_text
+    from .files import atomic_write
 
-    atomic_write_text(Path(file).resolve(), text)
+    atomic_write(Path(file).resolve(), text)
     click.echo(f"Exported the history to {file}.", err=True)
 
 
@@ -82,8 +82,8 @@ def migrate_history(
     to date (answers finished, entries deleted since) and never brings a deleted entry back.
     """
     from .config import ConfigError, _s3_url, redact_url_password
-    from .history import DATE_RE, ChatLog
-    from .history_sql import SQLChatLog
+    from .history import ChatLog
+    from .history.sql_store import SQLChatLog
     from .images import ImageStore
 
     settings = current_app.config["SETTINGS"]
@@ -114,13 +114,11 @@ def migrate_history(
         )
 
     source = ChatLog(source_dir)
-    sequence = source._sequence()
     dates = source.dates()
     # Days whose file was lost to damage keep their used indexes only in the sequence: carry
     # them over too, so the database never hands out those permalinks again.
-    lost = {d: int(n) for d, n in sequence.items() if d not in set(dates) and DATE_RE.match(d)}
-    target.import_entries([], lost)
-    sizes = {d: (source.root / f"{d}.json").stat().st_size for d in dates}
+    target.import_entries([], source.lost_days())
+    sizes = {d: source.paths.doc(d).stat().st_size for d in dates}
     added = updated = unchanged = 0
     conflicts: list[str] = []
     orphaned: list[str] = []
@@ -128,17 +126,13 @@ def migrate_history(
     # the size of the whole history does not matter; the bar counts the bytes of the day files.
     with click.progressbar(length=sum(sizes.values()) or 1, label="History", file=sys.stderr) as bar:
         for date in dates:
-            rows = source._read_day(date)
-            # As the TinyDB store does: after the day's last entry, or after what the sequence
-            # says may have existed when the day's file was lost and started afresh.
-            next_index = max(raw["index"] + 1 for raw in rows) if rows else int(sequence.get(date, 0))
+            rows, next_index = source.day_for_copy(date)
             for start in range(0, max(len(rows), 1), BATCH):
                 result = target.import_entries(rows[start : start + BATCH], {date: next_index})
                 added, updated = added + result.added, updated + result.updated
                 unchanged += result.unchanged
                 conflicts += result.conflicts
                 orphaned += result.orphaned_images
-            source._cache.pop(date, None)
             bar.update(sizes[date])
     click.echo(f"History: copied {added} entries, updated {updated}, {unchanged} were already there.")
     if quarantined := source.quarantined():

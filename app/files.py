@@ -7,12 +7,11 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None:
-    """Replace `path` with `data` so that readers see either the old or the new file, never half.
+def write_temp(path: Path, data: bytes | str, *, durable: bool = True) -> Path:
+    """Write `data` to a new temporary file beside `path` (fsynced with `durable`) and return it.
 
-    The temporary file lives in the same directory (rename is atomic only within a file system)
-    and has a `.tmp` suffix, so no half-written `*.json` ever exists. `durable` adds the fsyncs
-    (file, then directory) that make the new content survive a power cut, not only a crash.
+    It lives in the same directory (rename is atomic only within a file system) and has a `.tmp`
+    suffix, so no half-written `*.json` ever exists. Rename it into place with os.replace.
     """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -22,14 +21,32 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    return Path(tmp)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a file's creation, rename or removal in directory `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes | str, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that readers see either the old or the new file, never half.
+
+    `durable` adds the fsyncs (file, then directory) that make the new content survive a power
+    cut, not only a crash.
+    """
+    tmp = write_temp(path, data, durable=durable)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)

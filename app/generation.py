@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from . import image_options
 from .config import Settings
-from .history import Entry, HistoryStore, HistoryUnavailable, parse_cursor
+from .history import Entry, HistoryStore, HistoryUnavailable, Permalink
 from .i18n import N_
 from .image_options import ImageOptions
 from .images import BaseImageStore, ImageStoreUnavailable, fetch_image, redact_url
@@ -50,6 +50,18 @@ BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request
 RECORD_PATIENCE = 20.0  # seconds an outcome waits for an unreachable history database
+
+
+INTERRUPTED = N_("The answer was interrupted before it finished. Use Retry to ask again.")
+
+
+def _age(entry: Entry) -> float:
+    """Seconds since the entry was created (an unreadable time counts as very old)."""
+    try:
+        created = datetime.fromisoformat(entry.created_at)
+        return (datetime.now(created.tzinfo) - created).total_seconds()
+    except ValueError:
+        return float("inf")
 
 
 class _Every:
@@ -196,7 +208,7 @@ class Generator:
         """
         if raw is None or raw == "":
             return None
-        target = parse_cursor(raw.removeprefix("/chatlog/")) if isinstance(raw, str) else None
+        target = Permalink.parse(raw)
         parent = self.chatlog.get(*target) if target else None
         if parent is None or parent.deleted:
             raise PromptError(N_("The entry to follow up does not exist (any more)."))
@@ -278,28 +290,23 @@ class Generator:
 
     def request_stop(self, entry: Entry) -> None:
         """Ask the (possibly other) process streaming `entry` to stop; it checks between chunks."""
-        self.chatlog.request_stop(entry.id)
+        self.chatlog.claims.request_stop(entry.id)
 
     def claim(self, entry: Entry) -> str:
         """Who streams the pending `entry`: "mine" (the caller, exactly once across processes),
         "busy" (another request is streaming it), or "stale" (a stream that died with its server,
         or an entry too old to start answering now without being asked again)."""
-        try:
-            created = datetime.fromisoformat(entry.created_at)
-            age = (datetime.now(created.tzinfo) - created).total_seconds()
-        except ValueError:
-            age = LATE_START + 1
-        if age > LATE_START and self.chatlog.run_claimed_for(entry.id) is None:
+        if _age(entry) > LATE_START and self.chatlog.claims.claimed_for(entry.id) is None:
             return "stale"
-        if self.chatlog.claim_run(entry.id):
+        if self.chatlog.claims.claim(entry.id):
             # Another stream may have finished (and released its claim) since the caller read
             # the entry: look again before asking the upstream.
             current = self.chatlog.get(entry.date, entry.index)
             if current is None or current.status != "pending":
-                self.chatlog.release_run(entry.id)
+                self.chatlog.claims.release(entry.id)
                 return "done"
             return "mine"
-        claimed_for = self.chatlog.run_claimed_for(entry.id)
+        claimed_for = self.chatlog.claims.claimed_for(entry.id)
         if claimed_for is None:
             return "busy"  # just finished: the caller will see the outcome
         return "stale" if claimed_for > self.settings.upstream_timeout + CLAIM_GRACE else "busy"
@@ -307,9 +314,28 @@ class Generator:
     def abandon(self, entry: Entry) -> Entry:
         """Mark a stale pending entry failed; its prompt stays, with Retry."""
         self._release(entry)
-        return self.chatlog.fail(
-            entry, N_("The answer was interrupted before it finished. Use Retry to ask again.")
-        )
+        return self.chatlog.fail(entry, INTERRUPTED)
+
+    def reap_interrupted(self) -> int:
+        """Mark every answer that a dead server left pending as interrupted (failed, prompt
+        kept, Retry offered), in History, the exports and the API alike; returns how many.
+
+        An entry is left alone while it could still be answered: younger than the longest a
+        request may take to finish and store its answer, or streamed under a live claim.
+        """
+        patience = self.settings.upstream_timeout + CLAIM_GRACE + RECORD_PATIENCE
+        reaped = 0
+        for entry in self.chatlog.pending():
+            if _age(entry) <= patience:
+                continue
+            claimed_for = self.chatlog.claims.claimed_for(entry.id)
+            if claimed_for is not None and claimed_for <= patience:
+                continue
+            if self.abandon(entry).status == "failed":
+                reaped += 1
+        if reaped:
+            log.info("Marked %d answers interrupted by a server that stopped as failed.", reaped)
+        return reaped
 
     def stream_in_background(self, entry: Entry) -> Iterator[StreamEvent]:
         """Stream `entry` in a worker thread and pass its events on while the caller listens.
@@ -344,7 +370,7 @@ class Generator:
             yield event
 
     def _release(self, entry: Entry) -> None:
-        self.chatlog.release_run(entry.id)
+        self.chatlog.claims.release(entry.id)
 
     def stream_code(self, entry: Entry) -> Iterator[StreamEvent]:
         """Stream the answer of a pending entry: `token` events, then exactly one `final` event.
@@ -368,7 +394,7 @@ class Generator:
             watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), stream.close)
             watchdog.daemon = True
             watchdog.start()
-            stop_check = _Every(self.chatlog.stop_poll_interval)
+            stop_check = _Every(self.chatlog.claims.poll_interval)
             for chunk in stream:
                 if chunk.text:
                     parts.append(chunk.text)
@@ -376,7 +402,7 @@ class Generator:
                 usage = chunk.usage or usage
                 model = chunk.model or model
                 finish_reason = chunk.finish_reason or finish_reason
-                if stop_check.due() and self.chatlog.stop_requested(entry.id):
+                if stop_check.due() and self.chatlog.claims.stop_requested(entry.id):
                     stream.close()
                     record = partial(self.chatlog.stop, entry, "".join(parts), model=model, usage=usage)
                     break

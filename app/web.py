@@ -34,7 +34,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import image_options
 from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
-from .history import DATE_RE, Entry, HistoryStore, HistoryUnavailable, Page
+from .history import Entry, HistoryStore, HistoryUnavailable, Page, is_date
 from .i18n import N_
 from .images import ImageStoreUnavailable
 from .rendering import code_blocks
@@ -492,10 +492,10 @@ def delete_entry(date: str, index: int):
 @bp.delete("/chatlog/<date>")
 def delete_day(date: str):
     removed: set[str] = set()
-    if DATE_RE.match(date):
+    if is_date(date):
         live = (Entry.from_dict(raw) for raw in _chatlog().iter_entries(since=date, until=date))
         removed = _remove_images(live)
-    deleted = _chatlog().delete_day(date) if DATE_RE.match(date) else []
+    deleted = _chatlog().delete_day(date) if is_date(date) else []
     if not deleted:
         abort(404, description=f"There are no history entries on {date}.")
     return _deleted(deleted, f"Deleted {len(deleted)} entries of {date}.", removed)

@@ -38,7 +38,7 @@ import psycopg
 import requests
 
 from app.history import ChatLog, HistoryStore
-from app.history_sql import SQLChatLog, _row, entries, searchable
+from app.history.sql_store import SQLChatLog, _row, entries, searchable
 from bench.history_bench import RARE, WORDS, make_history, ms
 from tests.services import free_port, start_postgres
 

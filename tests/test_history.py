@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.history import ChatLog, HistoryCorrupt, atomic_write_text
+from app.files import atomic_write as atomic_write_text
+from app.history import ChatLog, HistoryCorrupt
 
 from .disk import read_history, stored_entries
 
@@ -183,7 +184,7 @@ def test_quarantine_never_moves_a_file_that_was_repaired_meanwhile(chatlog, data
     chatlog.begin("code", "good", "m")
     good = path.read_bytes()
 
-    chatlog._quarantine(path, HistoryCorrupt(path, "was damaged a moment ago"))
+    chatlog._quarantine("2024-08-30", HistoryCorrupt(path, "was damaged a moment ago"))
 
     assert path.read_bytes() == good
     assert quarantined_files(data_dir) == []
@@ -263,6 +264,7 @@ def test_an_empty_day_file_is_damage_and_its_indexes_are_not_reused(chatlog, dat
 def test_a_destroyed_day_file_never_hands_out_its_indexes_again(chatlog, data_dir):
     for n in range(3):
         chatlog.begin("code", f"lost {n}", "m")
+    chatlog.checkpoint("2024-08-30")  # the entries are in the day file now, no longer in a journal
     day_file(data_dir).write_bytes(b"\x00\xff nothing readable at all")
 
     entry = chatlog.begin("code", "after the damage", "m")

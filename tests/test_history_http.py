@@ -667,6 +667,8 @@ def test_generation_after_a_destroyed_day_file_does_not_reuse_the_lost_permalink
 
 def test_generation_after_a_torn_day_file_does_not_reuse_its_permalinks(demo_client, data_dir):
     links = [generate(demo_client, f"before the tear {n}")["entry"] for n in range(2)]
+    # Fold the journal first, so the entries are in the day file alone when it is torn.
+    demo_client.application.extensions["chatlog"].checkpoint(date_of(links[0]))
     path = data_dir / "history" / f"{date_of(links[0])}.json"
     path.write_bytes(path.read_bytes() + b"\x00 torn tail")
 

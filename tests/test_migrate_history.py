@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from app.history import ChatLog, Entry
-from app.history_sql import SQLChatLog
+from app.history.sql_store import SQLChatLog
 from app.images import ImageStore
 
 from .services import free_port, s3_client
@@ -256,6 +256,7 @@ def test_a_day_lost_to_damage_never_hands_out_its_old_indexes_after_migrating(
     log = ChatLog(data_dir, clock=Clock(DAY_ONE))
     for n in range(3):
         log.begin("code", f"lost {n}", "m")
+    log.checkpoint("2024-08-30")  # the entries are in the day file alone now, not in a journal
     (data_dir / "history" / "2024-08-30.json").write_bytes(b"\x00\xff nothing readable at all")
     assert ChatLog(data_dir).days() == [] and ChatLog(data_dir).quarantined()
     app = make_app()

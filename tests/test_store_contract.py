@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable
-from app.history_sql import SQLChatLog, sqlalchemy_url
+from app.history.sql_store import SQLChatLog, sqlalchemy_url
 
 from .conftest import BACKENDS
 from .services import free_port
@@ -925,56 +925,56 @@ def test_a_pending_entry_exports_with_the_not_finished_error(store):
 def test_claim_run_is_true_exactly_once(store, reopen):
     entry_id = uuid.uuid4().hex
 
-    assert store.claim_run(entry_id) is True
-    assert store.claim_run(entry_id) is False
-    assert reopen().claim_run(entry_id) is False
-    assert store.claim_run(uuid.uuid4().hex) is True
+    assert store.claims.claim(entry_id) is True
+    assert store.claims.claim(entry_id) is False
+    assert reopen().claims.claim(entry_id) is False
+    assert store.claims.claim(uuid.uuid4().hex) is True
 
 
 def test_run_claimed_for_is_none_before_a_claim_and_a_small_age_after(store):
     entry_id = uuid.uuid4().hex
-    assert store.run_claimed_for(entry_id) is None
+    assert store.claims.claimed_for(entry_id) is None
 
-    store.claim_run(entry_id)
+    store.claims.claim(entry_id)
 
-    age = store.run_claimed_for(entry_id)
+    age = store.claims.claimed_for(entry_id)
     assert isinstance(age, float)
     assert 0 <= age < 5
 
 
 def test_request_stop_after_a_claim_is_seen_by_every_store(store, reopen):
     entry_id = uuid.uuid4().hex
-    store.claim_run(entry_id)
-    assert store.stop_requested(entry_id) is False
+    store.claims.claim(entry_id)
+    assert store.claims.stop_requested(entry_id) is False
 
-    reopen().request_stop(entry_id)
+    reopen().claims.request_stop(entry_id)
 
-    assert store.stop_requested(entry_id) is True
+    assert store.claims.stop_requested(entry_id) is True
 
 
 def test_a_claim_after_a_stop_request_still_succeeds_once(store):
     entry_id = uuid.uuid4().hex
 
-    store.request_stop(entry_id)
+    store.claims.request_stop(entry_id)
 
-    assert store.stop_requested(entry_id) is True
-    assert store.run_claimed_for(entry_id) is None
-    assert store.claim_run(entry_id) is True
-    assert store.claim_run(entry_id) is False
-    assert store.stop_requested(entry_id) is True
+    assert store.claims.stop_requested(entry_id) is True
+    assert store.claims.claimed_for(entry_id) is None
+    assert store.claims.claim(entry_id) is True
+    assert store.claims.claim(entry_id) is False
+    assert store.claims.stop_requested(entry_id) is True
 
 
 def test_release_run_clears_the_claim_and_the_stop_request(store):
     entry_id = uuid.uuid4().hex
-    store.claim_run(entry_id)
-    store.request_stop(entry_id)
+    store.claims.claim(entry_id)
+    store.claims.request_stop(entry_id)
 
-    store.release_run(entry_id)
+    store.claims.release(entry_id)
 
-    assert store.run_claimed_for(entry_id) is None
-    assert store.stop_requested(entry_id) is False
-    assert store.claim_run(entry_id) is True
-    store.release_run(uuid.uuid4().hex)  # nothing to release: no error
+    assert store.claims.claimed_for(entry_id) is None
+    assert store.claims.stop_requested(entry_id) is False
+    assert store.claims.claim(entry_id) is True
+    store.claims.release(uuid.uuid4().hex)  # nothing to release: no error
 
 
 def test_ready_says_the_store_takes_writes(store):

@@ -31,19 +31,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .history import (
-    DATE_RE,
-    Entry,
-    HistoryStore,
-    HistoryUnavailable,
-    Page,
-    _group,
-    parse_cursor,
-)
+from .claims import SQLClaims
+from .model import Entry, HistoryUnavailable, Page, Permalink, group_days, is_date
+from .seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
+from .store import StoreBase
 
 log = logging.getLogger("app.history")
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SEPARATOR = "\x1f"  # between prompt and answer in the searchable text (PostgreSQL text has no NUL)
 BATCH = 500  # rows per round trip when walking the whole history
 SCHEMA_LOCK = 0x6869_7374  # advisory lock id held while migrating ("hist")
@@ -175,11 +170,10 @@ class ImportResult:
     orphaned_images: list[str] = field(default_factory=list)  # replaced or deleted by the copy
 
 
-class SQLChatLog(HistoryStore):
+class SQLChatLog(StoreBase):
     """The history store in PostgreSQL (see the module's docstring)."""
 
     backend = "postgresql"
-    stop_poll_interval = 0.25  # a round trip per check: not after every token
 
     def __init__(
         self,
@@ -211,6 +205,7 @@ class SQLChatLog(HistoryStore):
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._schema_retry_at = 0.0
+        self.claims = SQLClaims(self._tx, HistoryUnavailable)
 
     # -- connection and schema ---------------------------------------------------------------
 
@@ -346,7 +341,7 @@ class SQLChatLog(HistoryStore):
         return self._tx(work)
 
     def delete(self, date: str, index: int) -> Entry | None:
-        if not DATE_RE.match(date) or not 0 <= index <= MAX_INDEX:
+        if not is_date(date) or not 0 <= index <= MAX_INDEX:
             return None
 
         def work(conn: Connection) -> Entry | None:
@@ -367,15 +362,15 @@ class SQLChatLog(HistoryStore):
 
     def _live_ancestor_in(self, conn: Connection, permalink: str | None) -> Entry | None:
         for _ in range(10_000):  # bounded, as in chain()
-            target = parse_cursor((permalink or "").removeprefix("/chatlog/"))
-            row = self._row_at(conn, *target, lock=True) if target and target[1] <= MAX_INDEX else None
+            target = Permalink.parse(permalink)
+            row = self._row_at(conn, *target, lock=True) if target and target.index <= MAX_INDEX else None
             if row is None or not row["deleted"]:
                 return _entry(row) if row is not None else None
             permalink = row["parent"]
         return None
 
     def delete_day(self, date: str) -> list[Entry]:
-        if not DATE_RE.match(date):
+        if not is_date(date):
             return []
         live = self._tx(
             lambda c: (
@@ -394,7 +389,7 @@ class SQLChatLog(HistoryStore):
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, date: str, index: int) -> Entry | None:
-        if not DATE_RE.match(date) or not 0 <= index <= MAX_INDEX:
+        if not is_date(date) or not 0 <= index <= MAX_INDEX:
             return None
         row = self._tx(lambda c: self._row_at(c, date, index))
         return _entry(row) if row is not None else None
@@ -428,7 +423,7 @@ class SQLChatLog(HistoryStore):
             after = (rows[-1]["day"], rows[-1]["idx"])
 
     def _before(self, before: str | None) -> list[Any]:
-        start = parse_cursor(before)
+        start = Permalink.parse(before)
         if start is None:
             return []
         if start[1] > MAX_INDEX:  # beyond any index there can be: the whole day counts
@@ -440,8 +435,8 @@ class SQLChatLog(HistoryStore):
         rows = self._select(*where, limit=limit + 1)
         picked = [_raw(r) for r in rows[:limit]]
         more = len(rows) > limit and picked
-        cursor = f"{picked[-1]['date']}/{picked[-1]['index']}" if more else None
-        return Page(_group(picked), cursor)
+        cursor = Permalink(picked[-1]["date"], picked[-1]["index"]).cursor if more else None
+        return Page(group_days(picked), cursor)
 
     def images_page(self, limit: int, before: str | None = None) -> tuple[list[Entry], str | None]:
         where = [
@@ -453,13 +448,13 @@ class SQLChatLog(HistoryStore):
         rows = self._select(*where, limit=limit + 1)
         picked = [_entry(r) for r in rows[:limit]]
         if len(rows) > limit and picked:
-            return picked, f"{picked[-1].date}/{picked[-1].index}"
+            return picked, picked[-1].address.cursor
         return picked, None
 
     def conversation(self, entry: Entry) -> list[Entry]:
         thread = entry.thread
-        target = parse_cursor(thread.removeprefix("/chatlog/"))
-        if target is None or target[1] > MAX_INDEX:
+        target = Permalink.parse(thread)
+        if target is None or target.index > MAX_INDEX:
             return [entry]
         where = [
             sa.not_(entries.c.deleted),
@@ -475,8 +470,13 @@ class SQLChatLog(HistoryStore):
         where = [entries.c.searchable.like(_like_pattern(needle), escape="\\")]
         return [_entry(r) for r in self._select(*where, limit=limit)]
 
+    def pending(self) -> list[Entry]:
+        """Entries still waiting for their answer, oldest first (a partial index finds them)."""
+        where = [entries.c.status == "pending", sa.not_(entries.c.deleted)]
+        return [_entry(r) for r in self._select(*where, newest_first=False, limit=10_000)]
+
     def count_on(self, date: str) -> int:
-        if not DATE_RE.match(date):
+        if not is_date(date):
             return 0
         query = sa.select(sa.func.count()).select_from(entries).where(entries.c.day == date)
         return self._tx(lambda c: c.execute(query).scalar_one())
@@ -492,11 +492,9 @@ class SQLChatLog(HistoryStore):
 
     # -- import ------------------------------------------------------------------------------
 
-    def import_seed(
-        self, data: Any, image_file_for: Callable[[str], str | None] = lambda response: None
-    ) -> tuple[int, int]:
+    def import_seed(self, data: Any, image_file_for: ImageFileFor = lambda response: None) -> tuple[int, int]:
         """As :meth:`ChatLog.import_seed`: (added, skipped), entries already present skipped."""
-        self.validate_seed(data)
+        validate_seed(data)
         added = skipped = 0
         for date in sorted(data):
 
@@ -507,12 +505,12 @@ class SQLChatLog(HistoryStore):
                     entries.c.day == date, sa.not_(entries.c.deleted)
                 )
                 present = {(prompt, response) for prompt, response in conn.execute(query)}
-                rows = self._unseen(data[date], present)
+                rows = unseen_rows(data[date], present)
                 skipped_here = len(data[date]) - len(rows)
                 if rows:
                     first = self._allocate(conn, date, len(rows))
                     new = [
-                        _row(self._seed_entry(date, first + i, row, image_file_for).to_dict())
+                        _row(seed_entry(date, first + i, row, image_file_for).to_dict())
                         for i, row in enumerate(rows)
                     ]
                     conn.execute(entries.insert(), new)
@@ -588,38 +586,3 @@ class SQLChatLog(HistoryStore):
             return result
 
         return self._tx(work)
-
-    # -- streams -----------------------------------------------------------------------------
-
-    def claim_run(self, entry_id: str) -> bool:
-        stmt = sa.text(
-            "INSERT INTO stream_runs (entry_id, claimed_at, stop_requested) VALUES (:id, now(), false) "
-            "ON CONFLICT (entry_id) DO UPDATE SET claimed_at = now() "
-            "WHERE stream_runs.claimed_at IS NULL RETURNING 1"
-        )
-        return self._tx(lambda c: c.execute(stmt, {"id": entry_id}).first() is not None)
-
-    def run_claimed_for(self, entry_id: str) -> float | None:
-        stmt = sa.text(
-            "SELECT EXTRACT(EPOCH FROM now() - claimed_at) FROM stream_runs "
-            "WHERE entry_id = :id AND claimed_at IS NOT NULL"
-        )
-        value = self._tx(lambda c: c.execute(stmt, {"id": entry_id}).scalar())
-        return float(value) if value is not None else None
-
-    def request_stop(self, entry_id: str) -> None:
-        stmt = sa.text(
-            "INSERT INTO stream_runs (entry_id, claimed_at, stop_requested) VALUES (:id, NULL, true) "
-            "ON CONFLICT (entry_id) DO UPDATE SET stop_requested = true"
-        )
-        self._tx(lambda c: c.execute(stmt, {"id": entry_id}))
-
-    def stop_requested(self, entry_id: str) -> bool:
-        stmt = sa.select(runs.c.stop_requested).where(runs.c.entry_id == entry_id)
-        try:
-            return bool(self._tx(lambda c: c.execute(stmt).scalar()))
-        except HistoryUnavailable:
-            return False  # a database hiccup must not cut an answer short; Stop is asked again
-
-    def release_run(self, entry_id: str) -> None:
-        self._tx(lambda c: c.execute(runs.delete().where(runs.c.entry_id == entry_id)))

@@ -1,0 +1,47 @@
+"""The chat history: entries, their permalinks, and the store interface with its two engines.
+
+- `model`: Entry, Permalink, Day, Page and the errors.
+- `store`: the HistoryStore protocol (every method the app calls) and the behaviour both engines
+  share.
+- `tinydb_store`: the default engine, TinyDB day documents in DATA_DIR under an append-only
+  journal (`days`, `journal`), with a word index per day for search (`search`).
+- `sql_store`: PostgreSQL, for several app servers.
+- `seed`: the original project's chatlog.json format; `claims`: who streams a pending answer.
+
+Only `tinydb_store`/`days` read and write the TinyDB documents, and only `sql_store` and `claims`
+talk SQL.
+"""
+
+from __future__ import annotations
+
+from .claims import StreamClaims
+from .model import (
+    DATE_RE,
+    KINDS,
+    Day,
+    Entry,
+    HistoryCorrupt,
+    HistoryUnavailable,
+    Page,
+    Permalink,
+    is_date,
+    parse_cursor,
+)
+from .store import HistoryStore
+from .tinydb_store import ChatLog
+
+__all__ = [
+    "DATE_RE",
+    "KINDS",
+    "ChatLog",
+    "Day",
+    "Entry",
+    "HistoryCorrupt",
+    "HistoryStore",
+    "HistoryUnavailable",
+    "Page",
+    "Permalink",
+    "StreamClaims",
+    "is_date",
+    "parse_cursor",
+]

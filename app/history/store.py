@@ -1,0 +1,248 @@
+"""The history store's interface (every method the app calls, typed) and the behaviour both
+engines share, written once on top of each engine's primitives."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, Protocol
+
+from .claims import StreamClaims
+from .model import KINDS, Day, Entry, Page, Permalink, group_days
+from .seed import ImageFileFor, seed_row
+
+Clock = Callable[[], datetime]
+MAX_CHAIN = 10_000  # bound on walking a conversation's parent links (a hand-edited file may loop)
+
+
+class HistoryStore(Protocol):
+    """What the routes, the generator and the CLI use of a history, whatever its engine.
+
+    Engines: :class:`app.history.tinydb_store.ChatLog` (TinyDB day documents under a journal in
+    DATA_DIR, the default) and :class:`app.history.sql_store.SQLChatLog` (PostgreSQL).
+    """
+
+    backend: str
+    clock: Clock
+    claims: StreamClaims
+
+    # -- writes
+    def begin(
+        self, kind: str, prompt: str, model: str, *, demo: bool = False, parent: Entry | None = None
+    ) -> Entry:
+        """Store a new pending entry for `prompt` before the upstream is asked, and return it."""
+        ...
+
+    def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
+        """Record the answer of a pending entry; it is durable when this returns."""
+        ...
+
+    def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
+        """Mark a pending entry failed, keeping the prompt and any partial answer."""
+        ...
+
+    def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
+        """Mark a pending entry stopped by the user, keeping the partial answer."""
+        ...
+
+    def delete(self, date: str, index: int) -> Entry | None:
+        """Delete one entry, leaving a tombstone; returns what was deleted (None if nothing)."""
+        ...
+
+    def delete_day(self, date: str) -> list[Entry]:
+        """Delete every entry of a date; returns them."""
+        ...
+
+    def import_seed(self, data: Any, image_file_for: ImageFileFor = ...) -> tuple[int, int]:
+        """Import the seed's chatlog.json format; returns (added, skipped)."""
+        ...
+
+    # -- reads
+    def get(self, date: str, index: int) -> Entry | None:
+        """The entry at a permalink, a tombstone if deleted, None if it never existed."""
+        ...
+
+    def iter_entries(
+        self, *, newest_first: bool = True, until: str | None = None, since: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Raw live entries, read a batch at a time; `until`/`since` bound the dates."""
+        ...
+
+    def days(self, *, newest_first: bool = True, limit: int | None = None) -> list[Day]: ...
+
+    def page(self, limit: int, before: str | None = None) -> Page:
+        """A page of History, newest first; a conversation appears once, as its latest turn."""
+        ...
+
+    def images_page(self, limit: int, before: str | None = None) -> tuple[list[Entry], str | None]: ...
+
+    def conversation(self, entry: Entry) -> list[Entry]:
+        """Every live turn of `entry`'s conversation in order."""
+        ...
+
+    def chain(self, entry: Entry) -> list[Entry]:
+        """The turns `entry` follows up, oldest first, ending with `entry`."""
+        ...
+
+    def search(self, query: str, limit: int = 100) -> list[Entry]: ...
+
+    def pending(self) -> list[Entry]:
+        """Every entry still waiting for its answer (for the reaper of interrupted answers)."""
+        ...
+
+    def count_on(self, date: str) -> int: ...
+
+    def count(self) -> int: ...
+
+    def dates(self) -> list[str]: ...
+
+    def today(self) -> str: ...
+
+    # -- exports
+    def iter_seed(self) -> Iterator[tuple[str, dict[str, str]]]: ...
+
+    def export_seed(self) -> dict[str, list[dict[str, str]]]: ...
+
+    def iter_full(self) -> Iterator[dict[str, Any]]: ...
+
+    def export_full(self) -> list[dict[str, Any]]: ...
+
+    # -- operations
+    def quarantined(self) -> list[str]:
+        """Names of damaged parts of the history that were moved aside."""
+        ...
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the store can take writes now, and a short word on why not."""
+        ...
+
+    def maintain(self, *, startup: bool = False) -> None:
+        """Background upkeep (folding journals, building indexes); cheap when nothing is due.
+        `startup`: the server has just started (whatever a dead one left is tidied up)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StoreBase:
+    """The behaviour both engines share, on top of their primitives (`_update`, `get`,
+    `iter_entries`). Engines subclass it and implement the rest of :class:`HistoryStore`."""
+
+    backend = "abstract"
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or (lambda: datetime.now().astimezone())
+
+    # -- primitives each engine provides
+    def _update(self, entry: Entry, **changes: Any) -> Entry:
+        raise NotImplementedError
+
+    def get(self, date: str, index: int) -> Entry | None:
+        raise NotImplementedError
+
+    def iter_entries(
+        self, *, newest_first: bool = True, until: str | None = None, since: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    # -- shared behaviour
+    def _new_entry(self, kind: str, prompt: str, model: str, demo: bool, parent: Entry | None) -> Entry:
+        """A new pending entry (index 0 until the engine assigns the day's next one)."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}")
+        now = self.clock()
+        return Entry(
+            id=uuid.uuid4().hex,
+            date=now.date().isoformat(),
+            index=0,
+            created_at=now.isoformat(timespec="seconds"),
+            kind=kind,
+            prompt=prompt,
+            model=model,
+            demo=demo,
+            parent=parent.permalink if parent else None,
+            root=parent.thread if parent else None,
+            turn=parent.turn + 1 if parent else 1,
+        )
+
+    def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
+        return self._update(entry, response=response, status="done", error=None, **extra)
+
+    def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
+        return self._update(entry, status="failed", error=error, response=partial, **extra)
+
+    def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
+        return self._update(entry, status="stopped", error=None, response=partial, **extra)
+
+    @staticmethod
+    def _tombstone(stored: dict[str, Any]) -> dict[str, Any]:
+        # The content goes; only what keeps the permalink meaningful (410, not reused) stays.
+        # `parent` and `root` stay too: later turns of a conversation remain linked through it.
+        return {"deleted": True, "prompt": "", "response": "", "error": None, "image_file": None, "usage": {}}
+
+    def _at(self, permalink: str | None) -> Entry | None:
+        target = Permalink.parse(permalink)
+        return self.get(*target) if target else None
+
+    def _live_ancestor(self, permalink: str | None) -> Entry | None:
+        """The first live entry up a parent chain starting at `permalink` (tombstones skipped)."""
+        for _ in range(MAX_CHAIN):
+            entry = self._at(permalink)
+            if entry is None or not entry.deleted:
+                return entry
+            permalink = entry.parent
+        return None
+
+    def chain(self, entry: Entry) -> list[Entry]:
+        turns: list[Entry] = []
+        current: Entry | None = entry
+        for _ in range(MAX_CHAIN):
+            if current is None:
+                break
+            if not current.deleted:
+                turns.append(current)
+            current = self._at(current.parent)
+        return list(reversed(turns))
+
+    def days(self, *, newest_first: bool = True, limit: int | None = None) -> list[Day]:
+        """Entries grouped by date (deleted ones left out); `limit` caps the number of entries."""
+        picked: list[dict[str, Any]] = []
+        for raw in self.iter_entries(newest_first=newest_first):
+            if limit is not None and len(picked) >= limit:
+                break
+            picked.append(raw)
+        return group_days(picked)
+
+    def today(self) -> str:
+        """Today's date by the store's clock (the server's local date)."""
+        return self.clock().date().isoformat()
+
+    def quarantined(self) -> list[str]:
+        return []
+
+    def maintain(self, *, startup: bool = False) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def export_seed(self) -> dict[str, list[dict[str, str]]]:
+        """The whole history in the seed's `chatlog.json` shape, oldest date first."""
+        out: dict[str, list[dict[str, str]]] = {}
+        for date, row in self.iter_seed():
+            out.setdefault(date, []).append(row)
+        return out
+
+    def iter_seed(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """(date, seed row) of every live entry, oldest first, read a batch at a time."""
+        for raw in self.iter_entries(newest_first=False):
+            yield raw["date"], seed_row(raw)
+
+    def export_full(self) -> list[dict[str, Any]]:
+        return list(self.iter_full())
+
+    def iter_full(self) -> Iterator[dict[str, Any]]:
+        """Every live entry with all its fields, oldest first, read a batch at a time."""
+        for raw in self.iter_entries(newest_first=False):
+            yield Entry.from_dict(raw).to_dict()
