@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve test lint format bench lighthouse browser services pygments-css translations clean help
+.PHONY: run serve test test-fast lint format bench lighthouse browser services pygments-css translations clean help
 
 help:
 	@echo "make run    - install into .venv and start the app on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
 	@echo "make serve  - the same with gunicorn (production settings in gunicorn.conf.py)"
 	@echo "make test   - install test tools (and Debian's chromium), lint, run every test"
+	@echo "make test-fast - lint, type-check, and the tests that need no browser and no services"
 	@echo "make bench  - run the benchmarks (and Lighthouse) and write bench/RESULTS.md"
 	@echo "make format - format the code with ruff"
 	@echo "make services - install Debian's postgresql and redis-server for the tests (make test does)"
@@ -57,6 +58,7 @@ services:
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .
@@ -68,6 +70,10 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 
 test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest
+
+# The inner loop: lint and type checks, then every test that needs no browser and no services.
+test-fast: $(VENV)/.dev lint
+	$(BIN)/pytest -m "not browser and not services" -q
 
 bench: $(VENV)/.dev browser services
 	$(PY) -m bench

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from .config import ConfigError, Settings, ensure_secret_key, load_settings, settings_from_mapping
 
@@ -53,8 +54,9 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
+        app.json.ensure_ascii = False
 
     from .logs import configure_logging
 
@@ -107,5 +109,5 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.add_template_filter(snippet, "snippet")
     app.add_template_filter(quote_markdown, "quote_markdown")
     app.add_template_filter(code_blocks, "code_blocks")
-    app.add_template_global(settings.demo, "demo")
+    app.jinja_env.globals["demo"] = settings.demo
     return app

@@ -91,7 +91,7 @@ def init_app(app: Flask) -> None:
     app.view_functions["static"] = serve_static
     app.add_template_global(asset, "asset")
     app.add_template_global(shell_version, "shell_version")
-    app.add_template_global(SHELL_ASSETS, "shell_assets")
+    app.jinja_env.globals["shell_assets"] = SHELL_ASSETS
 
 
 def _digest(data: bytes) -> str:

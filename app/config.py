@@ -14,6 +14,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from dotenv import dotenv_values
@@ -204,7 +205,7 @@ def load_settings(
     def get(name: str) -> str | None:
         return _blank_to_none(values.get(name))
 
-    kwargs: dict[str, object] = {
+    kwargs: dict[str, Any] = {
         "openai_api_key": get("OPENAI_API_KEY"),
         "app_password": get("APP_PASSWORD"),
         "secret_key": get("SECRET_KEY"),

@@ -10,8 +10,9 @@ from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, redirect, request, url_for
 from flask_babel import Babel, format_date, get_locale, get_translations
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 LANGUAGES = {"en": "English", "de": "Deutsch"}
 COOKIE = "lang"
@@ -33,10 +34,10 @@ def local_date(value: str | date | datetime, format: str = "medium") -> str:
     """A date (or ISO date string) formatted for the current locale: 27.11.2026 / Nov 27, 2026."""
     if isinstance(value, str):
         try:
-            value = date.fromisoformat(value[:10])
+            return local_date(date.fromisoformat(value[:10]), format)
         except ValueError:
             return value
-    return format_date(value, format=format)
+    return str(format_date(value, format=format))
 
 
 def translate(message: str) -> str:
@@ -52,11 +53,11 @@ def init_app(app: Flask, root: Path) -> None:
     Babel(app, locale_selector=select_locale, default_translation_directories=str(root / "translations"))
     app.add_template_filter(local_date, "local_date")
     app.add_template_filter(translate, "tr")
-    app.add_template_global(LANGUAGES, "languages")
+    app.jinja_env.globals["languages"] = LANGUAGES
     app.add_template_global(lambda: str(get_locale() or "en"), "current_language")
 
     @app.before_request
-    def remember_language() -> Response | None:
+    def remember_language() -> WerkzeugResponse | None:
         """`?lang=de` on a page: remember it and show the same page without the parameter."""
         chosen = request.args.get("lang")
         if request.method != "GET" or chosen not in LANGUAGES or request.endpoint is None:

@@ -89,7 +89,7 @@ def _check_address(url: str, trusted: tuple[str, int] | None) -> None:
     except (socket.gaierror, UnicodeError):
         raise BadImage("The image URL's host could not be found.") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not address.is_global or address.is_multicast:
             log.warning("Refused to fetch an image from a non-public address: %s", target[0])
             raise BadImage(N_("The image URL points at a private or local address; it was not fetched."))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 from urllib.parse import urlparse
 
 import boto3
@@ -168,7 +169,8 @@ class S3ImageStore(BaseImageStore):
             if not self.exists(name, fast=True):
                 raise FileNotFoundError(name)
             url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign)
-            response = redirect(url, 302)
+            # Flask's redirect() builds the app's own Response class; its stub says werkzeug's.
+            response = cast(Response, redirect(url, 302))
             # The redirect may be reused only while the URL it points to is still valid.
             response.headers["Cache-Control"] = f"private, max-age={max(0, self.presign - 60)}"
             return response

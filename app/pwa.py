@@ -10,7 +10,9 @@ bp = Blueprint("pwa", __name__)
 
 @bp.get("/manifest.webmanifest")
 def manifest():
-    response = send_from_directory(current_app.static_folder, "manifest.webmanifest", max_age=3600)
+    response = send_from_directory(
+        current_app.static_folder or "static", "manifest.webmanifest", max_age=3600
+    )
     response.mimetype = "application/manifest+json"
     return response
 

@@ -135,7 +135,7 @@ class CodeBlock:
 
 def code_blocks(text: str) -> list[CodeBlock]:
     """The fenced code blocks of a markdown answer, in order."""
-    blocks = []
+    blocks: list[CodeBlock] = []
     for token in _parser().parse(text or ""):
         if token.type != "fence":
             continue

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import time
+from typing import cast
 
 from flask import Flask, Response
+from flask.typing import RouteCallable
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 
@@ -88,7 +90,7 @@ def init_app(app: Flask, settings: Settings, image_origin: str | None = None) ->
         # A shared limit (scoped by setting): code and image generations draw on one allowance.
         # The limiter checks it in the wrapper it returns, so the wrapper replaces the view.
         shared = limiter.shared_limit(getattr(settings, setting), scope=setting, methods=["POST"])
-        app.view_functions[endpoint] = shared(app.view_functions[endpoint])
+        app.view_functions[endpoint] = cast(RouteCallable, shared(app.view_functions[endpoint]))
     app.extensions["app_limiter"] = limiter
     return limiter
 

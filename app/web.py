@@ -210,14 +210,14 @@ def stream_entry(date: str, index: int):
             yield sse_event("done", "")
 
     def answer() -> Iterator[str]:
-        final = entry
+        final: Entry = entry
         claim = generator.claim(entry) if entry.status == "pending" else "done"
         if claim == "mine":
             for event in generator.stream_in_background(entry):
                 if event.kind == "token":
                     yield sse_event("token", str(escape(event.text)))
                 else:
-                    final = event.entry
+                    final = event.entry or final
             final = final if final.status != "pending" else (_chatlog().get(date, index) or final)
         elif claim == "busy":
             # Another request streams this entry: wait (bounded) for its outcome.

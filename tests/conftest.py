@@ -52,6 +52,17 @@ def history_backend() -> str:
 
 
 BACKENDS = ("tinydb", "postgresql")
+SERVICE_FIXTURES = {"pg_server", "pg_url", "redis_server", "s3_server", "s3_bucket"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need a real PostgreSQL, Redis or S3 `services`, so that
+    `make test-fast` can leave them out: those using their fixtures, and those run on the
+    PostgreSQL backend (which asks for its database at run time)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or "postgresql" in params.values():
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture

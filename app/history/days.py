@@ -89,7 +89,11 @@ class Coverage:
         if not isinstance(row, dict):
             return cls()  # a document from before journals: it covers none
         try:
-            sizes = dict(map(int, part.split(":")) for part in str(row.get("sizes") or "").split(",") if part)
+            sizes: dict[int, int] = {}
+            for part in str(row.get("sizes") or "").split(","):
+                if part:
+                    number, _, size = part.partition(":")
+                    sizes[int(number)] = int(size)
             gen, floor = int(row.get("gen", 0)), int(row.get("floor", 0))
             return cls(row.get("id"), row.get("parent"), gen, sizes, floor)
         except (TypeError, ValueError):

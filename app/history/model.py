@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 KINDS = ("code", "image")
@@ -16,11 +17,16 @@ def is_date(value: object) -> bool:
     return isinstance(value, str) and DATE_RE.fullmatch(value) is not None
 
 
-class Permalink(NamedTuple):
-    """An entry's fixed address: its date and its 0-based index within that day."""
+@dataclass(frozen=True, order=True)
+class Permalink:
+    """An entry's fixed address: its date and its 0-based index within that day. Ordered by
+    date, then index; unpacks as `date, index`."""
 
     date: str
     index: int
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.date, self.index))
 
     @property
     def url(self) -> str:

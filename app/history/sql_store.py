@@ -426,9 +426,9 @@ class SQLChatLog(StoreBase):
         start = Permalink.parse(before)
         if start is None:
             return []
-        if start[1] > MAX_INDEX:  # beyond any index there can be: the whole day counts
-            return [position <= (start[0], MAX_INDEX)]
-        return [position < start]
+        if start.index > MAX_INDEX:  # beyond any index there can be: the whole day counts
+            return [position <= (start.date, MAX_INDEX)]
+        return [position < tuple(start)]
 
     def page(self, limit: int, before: str | None = None) -> Page:
         where = [sa.not_(entries.c.deleted), entries.c.followups == 0, *self._before(before)]
@@ -458,7 +458,7 @@ class SQLChatLog(StoreBase):
             return [entry]
         where = [
             sa.not_(entries.c.deleted),
-            sa.or_(entries.c.root == thread, position == target),
+            sa.or_(entries.c.root == thread, position == tuple(target)),
         ]
         rows = self._select(*where, newest_first=False, limit=10_000)
         return [_entry(r) for r in rows] or [entry]

@@ -25,7 +25,11 @@ class HistoryStore(Protocol):
 
     backend: str
     clock: Clock
-    claims: StreamClaims
+
+    @property
+    def claims(self) -> StreamClaims:
+        """Who streams which pending entry, and Stop requests."""
+        ...
 
     # -- writes
     def begin(

@@ -537,7 +537,7 @@ class ChatLog(StoreBase):
     def _after_cursor(self, before: str | None) -> Iterator[dict[str, Any]]:
         start = Permalink.parse(before)
         for raw in self.iter_entries(until=start.date if start else None):
-            if start is None or (raw["date"], raw["index"]) < start:
+            if start is None or (raw["date"], raw["index"]) < (start.date, start.index):
                 yield raw
 
     def page(self, limit: int, before: str | None = None) -> Page:
@@ -578,7 +578,7 @@ class ChatLog(StoreBase):
         turns = [
             Entry.from_dict(raw)
             for raw in self.iter_entries(newest_first=False, since=target.date)
-            if raw.get("root") == thread or (raw["date"], raw["index"]) == target
+            if raw.get("root") == thread or Permalink(raw["date"], raw["index"]) == target
         ]
         return turns or [entry]
 

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any, cast
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from ..config import Settings
 from ..i18n import N_
@@ -38,6 +40,11 @@ from . import (
 )
 
 log = logging.getLogger("app.upstream")
+
+
+def _message_params(messages: list[dict[str, str]]) -> list[ChatCompletionMessageParam]:
+    """Our messages (role and content, as the API documents them) in the client's typed shape."""
+    return cast("list[ChatCompletionMessageParam]", messages)
 
 
 def _retry_after(error: openai.APIStatusError) -> float | None:
@@ -225,7 +232,9 @@ class OpenAIProvider:
     def complete(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextAnswer:
         """One non-streaming chat completion."""
         with translate_errors("Chat completion"):
-            completion = self.client.chat.completions.create(model=model, messages=messages, timeout=timeout)
+            completion = self.client.chat.completions.create(
+                model=model, messages=_message_params(messages), timeout=timeout
+            )
         if not completion.choices:
             raise EmptyAnswer(N_("The upstream returned no answer."))
         choice = completion.choices[0]
@@ -249,7 +258,7 @@ class OpenAIProvider:
         with translate_errors("Chat stream"):
             stream = self.client.chat.completions.create(
                 model=model,
-                messages=messages,
+                messages=_message_params(messages),
                 stream=True,
                 stream_options={"include_usage": True},
                 timeout=timeout,
@@ -264,11 +273,10 @@ class OpenAIProvider:
 
     def generate_image(self, prompt: str, options: ImageOptions, timeout: float | None = None) -> ImageAnswer:
         """One image; the answer carries either decoded `b64_json` bytes or the URL to fetch."""
-        extra = {k: v for k, v in (("quality", options.quality), ("style", options.style)) if v}
+        params: dict[str, Any] = {"model": self.image_model, "prompt": prompt, "size": options.size, "n": 1}
+        params.update((k, v) for k, v in (("quality", options.quality), ("style", options.style)) if v)
         with translate_errors("Image generation"):
-            result = self.client.images.generate(
-                model=self.image_model, prompt=prompt, size=options.size, n=1, timeout=timeout, **extra
-            )
+            result = self.client.images.generate(**params, timeout=timeout)
         if not result.data:
             log.error("Kein Bild in der Antwort gefunden.")
             raise BadImage(N_("The upstream returned no image."))
