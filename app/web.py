@@ -22,6 +22,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    get_template_attribute,
     jsonify,
     make_response,
     render_template,
@@ -34,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import image_options
 from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
-from .history import Entry, HistoryStore, HistoryUnavailable, Page, is_date
+from .history import Entry, HistoryStore, HistoryUnavailable, Page, Permalink, is_date
 from .i18n import N_
 from .images import ImageStoreUnavailable
 from .rendering import code_blocks
@@ -354,19 +355,43 @@ def chatlog_full_json():
     return response
 
 
+def _is_live(chatlog: HistoryStore, permalink: str) -> bool:
+    target = Permalink.parse(permalink)
+    entry = chatlog.get(*target) if target else None
+    return entry is not None and not entry.deleted
+
+
 @bp.get("/chatlog.md")
 def chatlog_markdown():
+    """The whole history as one Markdown document, oldest first, streamed a conversation at a
+    time: each follow-up is shown under its conversation's first turn."""
     chatlog = _chatlog()
-    days = chatlog.days(newest_first=False)
-    # Conversations read as threads: each follow-up is shown under its first turn.
-    threads: dict[str, list[Entry]] = {}
-    for day in days:
-        for entry in day.entries:
-            if entry.root:
-                threads.setdefault(entry.root, []).append(entry)
-    starts = {e.permalink for d in days for e in d.entries}
-    body = render_template("chatlog.md", days=days, threads=threads, starts=starts)
-    return Response(body, mimetype="text/markdown")
+    turn = get_template_attribute("chatlog.md", "turn")
+    day = get_template_attribute("chatlog.md", "day")
+
+    def body() -> Iterator[str]:
+        # First pass: only where each conversation's later turns are (their permalinks).
+        later: dict[str, list[Permalink]] = {}
+        for raw in chatlog.iter_entries(newest_first=False):
+            if raw.get("root"):
+                later.setdefault(raw["root"], []).append(Permalink(raw["date"], raw["index"]))
+        threads = {root for root in later if _is_live(chatlog, root)}
+        yield "# Chat history\n"
+        current = None
+        for raw in chatlog.iter_entries(newest_first=False):
+            entry = Entry.from_dict(raw)
+            if entry.date != current:
+                current = entry.date
+                yield day(current)
+            if entry.root in threads:
+                continue  # shown under its first turn
+            yield turn(entry, "###") + "\n"
+            for permalink in later.get(entry.permalink, []):
+                if (follow := chatlog.get(*permalink)) is not None and not follow.deleted:
+                    yield turn(follow, "#### ↳") + "\n"
+
+    # The macros need no request: a plain generator can be dropped unread (see seed_export).
+    return Response(body(), mimetype="text/markdown")
 
 
 @bp.post("/chatlog/import")
