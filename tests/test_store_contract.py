@@ -1231,3 +1231,27 @@ def test_postgresql_a_schema_newer_than_the_code_keeps_the_server_working(pg_url
         assert older.get(entry.date, entry.index).prompt == "before the upgrade"
     finally:
         older.close()
+
+
+# -- pending entries (for the reaper of interrupted answers) ---------------------------------------
+
+
+def test_pending_lists_the_unanswered_entries_of_every_day_and_nothing_else(store, clock, reopen):
+    waiting = store.begin("code", "still waiting", "m")
+    store.finish(store.begin("code", "answered", "m"), "answer")
+    store.fail(store.begin("code", "failed", "m"), "error")
+    store.delete(*store.begin("code", "deleted while waiting", "m").address)
+    clock.now = DAY_TWO
+    later = store.begin("image", "waiting on day two", "m")
+
+    assert sorted((e.date, e.index) for e in reopen().pending()) == sorted(
+        [(waiting.date, waiting.index), (later.date, later.index)]
+    )
+
+
+def test_pending_is_empty_once_every_answer_is_in(store, reopen):
+    entry = store.begin("code", "prompt", "m")
+    store.stop(entry, "partial")
+
+    assert store.pending() == []
+    assert reopen().pending() == []

@@ -407,8 +407,10 @@ class ChatLog(StoreBase):
             tmp = write_temp(self.paths.doc(date), text.encode("utf-8", "replace"))
             with self.lock:
                 os.replace(tmp, self.paths.doc(date))
-                for gen in frozen:
-                    self.paths.journal(date, gen).unlink(missing_ok=True)
+                # The folded journals, and any an earlier fold was stopped before removing.
+                for gen in self.paths.journal_gens(date):
+                    if gen <= coverage.gen:
+                        self.paths.journal(date, gen).unlink(missing_ok=True)
                 self._retire_journals(date, max(frozen))
                 key = doc_key(self.paths.doc(date))
                 with state.lock:
