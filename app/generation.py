@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import queue
 import threading
 import time
 import unicodedata
@@ -41,6 +40,7 @@ from .providers import (
     UpstreamUnavailable,
     UpstreamUnreachable,
 )
+from .streaming import Run, StreamEvent
 
 log = logging.getLogger("app.generation")
 
@@ -50,6 +50,8 @@ BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request
 RECORD_PATIENCE = 20.0  # seconds an outcome waits for an unreachable history database
+POLL_SECONDS = 0.25  # how often a stream streamed by another process is looked at
+RUN_KEPT = 60.0  # seconds a finished run's events stay to be replayed
 
 
 INTERRUPTED = N_("The answer was interrupted before it finished. Use Retry to ask again.")
@@ -112,15 +114,6 @@ class GenerationFailed(Exception):
     error: UpstreamError
 
 
-@dataclass(frozen=True)
-class StreamEvent:
-    """One step of a streamed answer: a `token` (text) or the `final` entry."""
-
-    kind: str
-    text: str = ""
-    entry: Entry | None = None
-
-
 def clean_prompt(raw: object, max_chars: int) -> str:
     """Return the prompt without surrounding blanks, or raise PromptError saying what is wrong."""
     if not isinstance(raw, str) or not raw.strip():
@@ -153,6 +146,7 @@ class Generator:
         self.models = ModelCatalog(provider)
         self.sleep = sleep
         self._workers: set[threading.Thread] = set()
+        self._runs: dict[str, Run] = {}  # answers streaming in this process, by entry id
         self._workers_lock = threading.Lock()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -248,11 +242,17 @@ class Generator:
 
     # -- code / text -------------------------------------------------------------------------
 
-    def start_code(self, prompt: str, model: str | None = None, parent: Entry | None = None) -> Entry:
-        """Store the prompt as a pending code entry (the first half of a streamed answer)."""
-        return self.chatlog.begin(
+    def start_code(
+        self, prompt: str, model: str | None = None, parent: Entry | None = None, *, stream: bool = False
+    ) -> Entry:
+        """Store the prompt as a pending code entry. With `stream`, start answering it at once
+        in the background, so the answer is on its way while the browser connects to follow it."""
+        entry = self.chatlog.begin(
             "code", prompt, model or self.provider.chat_model, demo=self.provider.demo, parent=parent
         )
+        if stream and self.chatlog.claims.claim(entry.id):
+            self._start_run(entry)
+        return entry
 
     def generate_code(self, prompt: str, model: str | None = None, parent: Entry | None = None) -> Entry:
         """Answer `prompt` with the chat model; raise GenerationFailed after storing the failure."""
@@ -337,20 +337,20 @@ class Generator:
             log.info("Marked %d answers interrupted by a server that stopped as failed.", reaped)
         return reaped
 
-    def stream_in_background(self, entry: Entry) -> Iterator[StreamEvent]:
-        """Stream `entry` in a worker thread and pass its events on while the caller listens.
+    def _start_run(self, entry: Entry) -> Run:
+        """Answer the claimed `entry` in a worker thread, publishing its events in a Run.
 
-        If the browser goes away (another page, a closed tab), the answer still completes and is
-        stored, so nothing is lost; only Stop (or the deadline) cancels the upstream request.
+        If nobody follows it (the browser went to another page, a closed tab), the answer still
+        completes and is stored, so nothing is lost; only Stop (or the deadline) cancels it.
         """
-        events: queue.Queue[StreamEvent | None] = queue.Queue()
+        run = Run()
 
         def work() -> None:
             try:
                 for event in self.stream_code(entry):
-                    events.put(event)
+                    run.push(event)
             finally:
-                events.put(None)
+                run.close()
 
         context = contextvars.copy_context()
         worker = threading.Thread(
@@ -358,16 +358,53 @@ class Generator:
         )
         with self._workers_lock:
             self._workers = {w for w in self._workers if w.is_alive()} | {worker}
+            # A finished run is kept a little while, so a browser that connects after a quick
+            # answer is complete still sees it arrive token by token.
+            self._runs = {k: r for k, r in self._runs.items() if not r.closed_for(RUN_KEPT)}
+            self._runs[entry.id] = run
         worker.start()
-        deadline = time.monotonic() + self.settings.upstream_timeout + CLAIM_GRACE
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                event = events.get(timeout=remaining)
-            except queue.Empty:
-                return
-            if event is None:
-                return
-            yield event
+        return run
+
+    def follow(self, entry: Entry) -> Iterator[StreamEvent]:
+        """The answer of `entry` for one listener: its `token` events from the first on, then
+        exactly one `final` event. The first to ask starts the answer (unless its POST already
+        did); everyone else follows it, so a reconnecting browser never asks the upstream twice.
+        A stream claimed by another process is waited for and ends with its outcome alone."""
+        with self._workers_lock:
+            run = self._runs.get(entry.id)
+        if run is not None and not run.worth_following():
+            run = None
+        if run is not None or entry.status == "pending":
+            if run is None:
+                state = self.claim(entry)
+                if state == "stale":
+                    yield StreamEvent("final", entry=self.abandon(entry))
+                    return
+                if state == "busy":
+                    yield StreamEvent("final", entry=self._await_outcome(entry))
+                    return
+                run = self._start_run(entry) if state == "mine" else None
+            if run is not None:
+                final: Entry | None = None
+                for event in run.follow(self.settings.upstream_timeout + CLAIM_GRACE):
+                    if event.kind == "final":
+                        final = event.entry
+                    else:
+                        yield event
+                if final is not None and final.status != "pending":
+                    yield StreamEvent("final", entry=final)
+                    return
+        yield StreamEvent("final", entry=self.chatlog.get(entry.date, entry.index) or entry)
+
+    def _await_outcome(self, entry: Entry) -> Entry:
+        """Wait (bounded) for another process to store the answer of `entry`."""
+        current = entry
+        for _ in range(int((self.settings.upstream_timeout + 10) / POLL_SECONDS)):
+            self.sleep(POLL_SECONDS)
+            current = self.chatlog.get(entry.date, entry.index) or entry
+            if current.status != "pending":
+                break
+        return current
 
     def _release(self, entry: Entry) -> None:
         self.chatlog.claims.release(entry.id)

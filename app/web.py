@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-import time
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -46,7 +45,6 @@ PAGE_LIMIT = 200  # entries per page of the full history page
 GALLERY_PAGE = 48
 IMPORT_MAX_BYTES = 256 * 1024 * 1024  # a chatlog.json of many years
 SEARCH_LIMIT = 100
-POLL_SECONDS = 0.25
 
 bp = Blueprint("web", __name__)
 htmx = HTMX()
@@ -111,7 +109,7 @@ def _generated(kind: str) -> Response:
             return make_response(body, 200, {"X-Error-Status": str(status)})
         return make_response(jsonify(error=e.message), status)
     if kind == "code" and htmx:
-        entry = generator.start_code(prompt, model, parent)
+        entry = generator.start_code(prompt, model, parent, stream=True)
         body = render_template(
             "partials/_stream_start.html", entry=entry, page=_sidebar_page(), continues=parent is not None
         )
@@ -199,7 +197,6 @@ def stream_entry(date: str, index: int):
     if entry.kind != "code":
         abort(404, description="Only code answers are streamed.")
     generator = _generator()
-    settings = current_app.config["SETTINGS"]
 
     def events() -> Iterator[str]:
         try:
@@ -211,25 +208,14 @@ def stream_entry(date: str, index: int):
             yield sse_event("done", "")
 
     def answer() -> Iterator[str]:
-        final: Entry = entry
-        claim = generator.claim(entry) if entry.status == "pending" else "done"
-        if claim == "mine":
-            for event in generator.stream_in_background(entry):
-                if event.kind == "token":
-                    yield sse_event("token", str(escape(event.text)))
-                else:
-                    final = event.entry or final
-            final = final if final.status != "pending" else (_chatlog().get(date, index) or final)
-        elif claim == "busy":
-            # Another request streams this entry: wait (bounded) for its outcome.
-            for _ in range(int((settings.upstream_timeout + 10) / POLL_SECONDS)):
-                time.sleep(POLL_SECONDS)
-                final = _chatlog().get(date, index) or entry
-                if final.status != "pending":
-                    break
-        elif claim == "stale":
-            final = generator.abandon(entry)
-        yield sse_event("final", render_template("partials/_entry.html", entry=final, in_results=True))
+        for event in generator.follow(entry):
+            if event.kind == "token":
+                yield sse_event("token", str(escape(event.text)))
+            else:
+                final = event.entry or entry
+                yield sse_event(
+                    "final", render_template("partials/_entry.html", entry=final, in_results=True)
+                )
         yield sse_event("done", "")
 
     response = Response(stream_with_context(events()), mimetype="text/event-stream")

@@ -38,6 +38,7 @@ import psycopg
 import requests
 
 from app.history import ChatLog, HistoryStore
+from app.history.seed import seed_entry
 from app.history.sql_store import SQLChatLog, _row, entries, searchable
 from bench.history_bench import RARE, WORDS, make_history, ms
 from tests.services import free_port, start_postgres
@@ -88,7 +89,7 @@ def rare_count(n: int) -> int:
 def _template() -> tuple[list, dict[str, int]]:
     """The table row of an imported seed entry (as SQLChatLog.import_seed writes it), as a list in
     COPY's column order with JSON columns as text, and each column's position."""
-    sample = SQLChatLog._seed_entry("2000-01-01", 0, {"prompt": "p", "response": "r"}, lambda r: None)
+    sample = seed_entry("2000-01-01", 0, {"prompt": "p", "response": "r"}, lambda r: None)
     row = _row(sample.to_dict())
     values = [json.dumps(row[c]) if isinstance(row[c], dict | list) else row[c] for c in COLUMNS]
     return values, {c: i for i, c in enumerate(COLUMNS)}
@@ -110,7 +111,7 @@ def check_rows_match_the_store() -> None:
     """The fast row builder writes what SQLChatLog.import_seed would (the id aside)."""
     values, at = next(_copy_rows(1))
     day, idx, prompt, response = next(generated(1))
-    entry = SQLChatLog._seed_entry(day, idx, {"prompt": prompt, "response": response}, lambda r: None)
+    entry = seed_entry(day, idx, {"prompt": prompt, "response": response}, lambda r: None)
     expected = _row(entry.to_dict())
     for column in COLUMNS:
         want = expected[column]

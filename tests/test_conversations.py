@@ -347,7 +347,8 @@ def test_malformed_parent_on_an_image_is_a_400_and_stores_nothing(app, client, u
 
 
 def test_pending_parent_is_a_400_and_stores_nothing(app, client, upstream):
-    # An htmx request stores the prompt pending; its stream is never opened here.
+    # An htmx request stores the prompt pending and starts answering it: slowly, here.
+    upstream.script(CHAT, Reply(chunks=["slow ", "answer"], chunk_delay=2.0))
     post = client.post("/generate_code", data={"prompt": "Q1"}, headers=HX)
     pending = re.search(r'sse-connect="([^"]+)/stream"', post.get_data(as_text=True)).group(1)
     before = entry_count(app)

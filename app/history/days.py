@@ -121,12 +121,22 @@ class DayPaths:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Paths are built on every read of a day: keep the few in use (a pathlib join is slow).
+        self._paths: dict[tuple[str, int], Path] = {}
+
+    def _path(self, date: str, gen: int, name: str) -> Path:
+        path = self._paths.get((date, gen))
+        if path is None:
+            if len(self._paths) > 4096:
+                self._paths.clear()
+            path = self._paths[(date, gen)] = self.root / name
+        return path
 
     def doc(self, date: str) -> Path:
-        return self.root / f"{date}.json"
+        return self._path(date, 0, f"{date}.json")
 
     def journal(self, date: str, gen: int) -> Path:
-        return self.root / f"{date}.{gen}.journal"
+        return self._path(date, gen, f"{date}.{gen}.journal")
 
     def index(self, date: str) -> Path:
         return self.root / f"{date}.idx"

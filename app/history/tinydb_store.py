@@ -80,6 +80,7 @@ class ChatLog(StoreBase):
         self._due_lock = threading.Lock()
         self._folding = False
         self._last_write_date: str | None = None
+        self._reserved: dict[str, int] = {}  # a lower bound of sequence.json's value per date
 
     # -- days ------------------------------------------------------------------------------------
 
@@ -153,7 +154,15 @@ class ChatLog(StoreBase):
         False when a journal read before has gone: a checkpoint folded it, read the day again."""
         gen = state.coverage.gen + 1
         for _ in range(MAX_GENERATIONS):
-            chunk = read_journal(self.paths.journal(state.date, gen), state.offsets.get(gen, 0))
+            path = self.paths.journal(state.date, gen)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                return gen not in state.offsets
+            if gen in state.offsets and size == state.offsets[gen] + state.tails.get(gen, 0):
+                gen += 1  # nothing new (a stat is cheaper than opening and reading)
+                continue
+            chunk = read_journal(path, state.offsets.get(gen, 0))
             if chunk is None:
                 return gen not in state.offsets
             for record in chunk.records:
@@ -238,7 +247,10 @@ class ChatLog(StoreBase):
         with self.lock:
             if parent is not None:
                 self._count_followup(parent, +1)
-            entry.index = self._day(entry.date).next_index(int(self._sequence().get(entry.date, 0)))
+            state = self._day(entry.date)
+            # The sequence matters only to a day with no entry yet (see DayState.next_index).
+            reserved = int(self._sequence().get(entry.date, 0)) if not state.entries else 0
+            entry.index = state.next_index(reserved)
             _, _, size = self._append(entry.date, [{"put": entry.to_dict()}])
             self._reserve_sequence(entry.date, entry.index)
         self._written(entry.date, size)
@@ -334,9 +346,16 @@ class ChatLog(StoreBase):
 
     def _reserve_sequence(self, date: str, index: int) -> None:
         """Record that indexes up to a block boundary past `index` may be in use (one write per
-        SEQUENCE_BLOCK appends): a lost day then continues after the block, never inside it."""
-        if index >= int(self._sequence().get(date, 0)):
-            self._advance_sequence(date, (index // SEQUENCE_BLOCK + 1) * SEQUENCE_BLOCK)
+        SEQUENCE_BLOCK appends): a lost day then continues after the block, never inside it.
+        The sequence only grows, so what this process last saw of it is a safe lower bound and
+        the file is read only when that bound is reached."""
+        if index < self._reserved.get(date, 0):
+            return
+        known = int(self._sequence().get(date, 0))
+        if index >= known:
+            known = (index // SEQUENCE_BLOCK + 1) * SEQUENCE_BLOCK
+            self._advance_sequence(date, known)
+        self._reserved[date] = known
 
     # -- checkpoints -----------------------------------------------------------------------------
 
