@@ -63,6 +63,11 @@ class Settings:
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # Flask's send_file resolves a relative path against the app package, not the working
+        # directory, so every path setting is made absolute here, once, at start-up.
+        object.__setattr__(self, "data_dir", absolute_path(self.data_dir))
+
     @property
     def loopback(self) -> bool:
         """True when HOST only accepts connections from this machine."""
@@ -91,6 +96,11 @@ class Settings:
         for url in (self.history_url, self.ratelimit_storage_uri):
             values.append(url_password(url))
         return tuple(s for s in values if s)
+
+
+def absolute_path(path: str | os.PathLike) -> Path:
+    """`path` as an absolute path: `~` expanded, a relative one taken from the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def url_password(url: str | None) -> str | None:
