@@ -139,13 +139,14 @@ def test_gallery_on_a_relative_data_dir_links_thumbnails_that_load(relative_app)
     assert client.get(thumbs[0]).status_code == 200
 
 
-def test_secret_key_and_history_live_in_the_relative_data_dir(relative_app, tmp_path):
+def test_secret_key_history_and_log_live_in_the_relative_data_dir(relative_app, tmp_path):
     client = relative_app.test_client()
     made = _generate_image(client, "A quiet forest")
 
     data = tmp_path / "rel"
     assert (data / "secret_key").read_text(encoding="ascii").strip() == relative_app.config["SECRET_KEY"]
     assert list((data / "history").glob("????-??-??.json"))
+    assert made["entry"] in (data / "app.log").read_text(encoding="utf-8")
     entry = client.get(made["entry"], headers={"Accept": "application/json"})
     assert entry.status_code == 200
     assert entry.get_json()["prompt"] == "A quiet forest"
