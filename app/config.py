@@ -300,6 +300,23 @@ def settings_from_mapping(mapping: dict[str, object]) -> Settings:
     return Settings(**data)  # type: ignore[arg-type]
 
 
+def check_startup(settings: Settings) -> None:
+    """The checks that span several settings, then DATA_DIR created; ConfigError says what is wrong.
+
+    create_app runs them, and so does a server's master process before it starts any worker.
+    """
+    if not settings.loopback and not settings.app_password and not settings.allow_unauthenticated:
+        raise ConfigError(
+            f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
+            "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
+            "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it."
+        )
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"DATA_DIR {settings.data_dir} cannot be created: {e.strerror}") from None
+
+
 def ensure_secret_key(settings: Settings) -> str:
     """Return SECRET_KEY, or one generated once and kept in DATA_DIR so sessions survive restarts."""
     if settings.secret_key:
