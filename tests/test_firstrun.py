@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .serving import ServerProcess, clean_env, free_port
+from .services import free_port
+from .serving import ServerProcess, clean_env
 from .test_browser import WatchedPage, browser  # noqa: F401 - the module's chromium, shared
 
 pytestmark = [pytest.mark.firstrun, pytest.mark.browser, pytest.mark.timeout(900)]
@@ -90,6 +91,14 @@ def wait_loaded(page: Page, image) -> None:
     page.wait_for_function(LOADED, arg=image.element_handle(), timeout=30_000)
 
 
+def assert_image_pages_load(page: Page, url: str, image_entry: str) -> None:
+    """The image on its entry page and its thumbnail in the gallery are loaded pictures."""
+    page.goto(url + image_entry)
+    wait_loaded(page, page.get_by_role("img", name=re.compile(IMAGE_PROMPT)))
+    page.goto(url + "/images")
+    wait_loaded(page, page.locator(".gallery-item img").first)
+
+
 def history_link(page: Page, prompt: str):
     return page.get_by_role("complementary", name="History").get_by_role("link", name=re.compile(prompt))
 
@@ -123,10 +132,7 @@ def test_fresh_clone_make_run_generates_by_keyboard_and_keeps_everything_over_a_
     code_entry = history_link(page, "adds two numbers").get_attribute("href")
     image_entry = history_link(page, IMAGE_PROMPT).get_attribute("href")
     assert re.fullmatch(r"/chatlog/\d{4}-\d{2}-\d{2}/\d+", image_entry or "")
-    page.goto(url + image_entry)
-    wait_loaded(page, page.get_by_role("img", name=re.compile(IMAGE_PROMPT)))
-    page.goto(url + "/images")
-    wait_loaded(page, page.locator(".gallery-item img").first)
+    assert_image_pages_load(page, url, image_entry)
     watched.assert_clean()
     context.close()
 
@@ -151,10 +157,7 @@ def test_fresh_clone_make_run_generates_by_keyboard_and_keeps_everything_over_a_
     page.goto(url + code_entry)
     answer = page.get_by_role("article").filter(has_text="Demo answer")
     expect(answer.locator("pre.highlight")).to_be_visible()
-    page.goto(url + image_entry)
-    wait_loaded(page, page.get_by_role("img", name=re.compile(IMAGE_PROMPT)))
-    page.goto(url + "/images")
-    wait_loaded(page, page.locator(".gallery-item img").first)
+    assert_image_pages_load(page, url, image_entry)
     watched.assert_clean()
     context.close()
     assert second.stop(), second.output()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .serving import ServerProcess, clean_env, free_port
+from .services import free_port
+from .serving import ServerProcess, clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -72,30 +73,36 @@ def test_make_run_with_a_bad_port_says_so_and_fails(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_make_run_serves_with_gunicorn_and_prints_one_banner_with_the_absolute_data_dir(tmp_path):
+def serve_once(target: str, tmp_path: Path) -> tuple[str, str, dict, bool]:
+    """`make <target>` in the project on a free port and tmp_path/data: started, asked for /healthz,
+    stopped with SIGTERM to its group. Returns the banner it should print, its output, the
+    /healthz answer and whether the whole group ended in time."""
     port = free_port()
     data_dir = tmp_path / "data"
     server = ServerProcess(
-        ["make", "--no-print-directory", "run"],
+        ["make", "--no-print-directory", target],
         cwd=ROOT,
         env=clean_env(PORT=str(port), DATA_DIR=str(data_dir)),
-        log=tmp_path / "make-run.log",
+        log=tmp_path / f"make-{target}.log",
     )
     try:
         health = server.wait_healthy(timeout=60)
     finally:
         stopped = server.stop()
+    expected = f"Serving on http://127.0.0.1:{port} — demo mode (no OPENAI_API_KEY), data in {data_dir}"
+    return expected, server.output(), health.json(), stopped
 
-    output = server.output()
-    assert health.json() == {"status": "ok", "demo": True}
-    assert banner_lines(output) == [
-        f"Serving on http://127.0.0.1:{port} — demo mode (no OPENAI_API_KEY), data in {data_dir}"
-    ]
+
+def test_make_run_serves_with_gunicorn_and_prints_one_banner_with_the_absolute_data_dir(tmp_path):
+    banner, output, health, stopped = serve_once("run", tmp_path)
+
+    assert health == {"status": "ok", "demo": True}
+    assert banner_lines(output) == [banner]
     assert "gunicorn" in output
     assert DEV_SERVER_WARNING not in output
     assert stopped, output
     assert "Shutting down: Master" in output
-    assert (data_dir / "app.log").is_file()
+    assert (tmp_path / "data" / "app.log").is_file()
 
 
 def test_gunicorn_config_resolves_the_default_data_dir_in_the_working_directory(tmp_path):
@@ -118,22 +125,9 @@ def test_gunicorn_config_resolves_the_default_data_dir_in_the_working_directory(
 
 
 def test_make_dev_serves_with_the_reloader_and_prints_the_banner_once(tmp_path):
-    port = free_port()
-    data_dir = tmp_path / "data"
-    server = ServerProcess(
-        ["make", "--no-print-directory", "dev"],
-        cwd=ROOT,
-        env=clean_env(PORT=str(port), DATA_DIR=str(data_dir)),
-        log=tmp_path / "make-dev.log",
-    )
-    try:
-        health = server.wait_healthy(timeout=60)
-    finally:
-        assert server.stop(), server.output()
+    banner, output, health, stopped = serve_once("dev", tmp_path)
 
-    output = server.output()
-    assert health.json() == {"status": "ok", "demo": True}
+    assert health == {"status": "ok", "demo": True}
     assert "Restarting with stat" in output  # Werkzeug's reloader runs the server
-    assert banner_lines(output) == [
-        f"Serving on http://127.0.0.1:{port} — demo mode (no OPENAI_API_KEY), data in {data_dir}"
-    ]
+    assert banner_lines(output) == [banner]
+    assert stopped, output
