@@ -58,9 +58,12 @@ def clean_env(**settings: str) -> dict[str, str]:
 class ServerProcess:
     """A server command started in its own process group, its output in a file."""
 
-    def __init__(self, command: Sequence[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, command: Sequence[str], cwd: Path, env: dict[str, str], log: Path, port: int | None = None
+    ) -> None:
+        """Start `command`; it serves on `port` (default: PORT in `env`) of 127.0.0.1."""
         self.log = log
-        self.url = f"http://127.0.0.1:{env['PORT']}"
+        self.url = f"http://127.0.0.1:{port or env['PORT']}"
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 list(command),

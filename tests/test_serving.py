@@ -131,3 +131,24 @@ def test_make_dev_serves_with_the_reloader_and_prints_the_banner_once(tmp_path):
     assert "Restarting with stat" in output  # Werkzeug's reloader runs the server
     assert banner_lines(output) == [banner]
     assert stopped, output
+
+
+def test_gunicorn_config_takes_port_and_a_relative_data_dir_from_dotenv(tmp_path):
+    port = free_port()
+    (tmp_path / ".env").write_text(f"PORT={port}\nDATA_DIR=instance/data\n", encoding="utf-8")
+    server = ServerProcess(
+        [str(GUNICORN), "--config", str(CONFIG)],
+        cwd=tmp_path,
+        env=clean_env(WEB_WORKERS="1", WEB_THREADS="4"),
+        log=tmp_path / "gunicorn.log",
+        port=port,
+    )
+    try:
+        health = server.wait_healthy(timeout=60)
+    finally:
+        assert server.stop(), server.output()
+
+    data_dir = tmp_path / "instance" / "data"
+    assert health.json() == {"status": "ok", "demo": True}
+    assert banner_lines(server.output())[0].endswith(f", data in {data_dir}")
+    assert (data_dir / "secret_key").is_file()
