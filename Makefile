@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve test test-fast lint format bench lighthouse browser services pygments-css translations clean help
+.PHONY: run serve dev test test-fast lint format bench lighthouse browser services pygments-css translations clean help
 
 help:
-	@echo "make run    - install into .venv and start the app on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
-	@echo "make serve  - the same with gunicorn (production settings in gunicorn.conf.py)"
+	@echo "make run    - install into .venv and serve the app with gunicorn (gunicorn.conf.py) on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
+	@echo "make dev    - the same with Flask's development server, restarting when a source file changes"
+	@echo "make serve  - the same as make run (kept for scripts that call it)"
 	@echo "make test   - install test tools (and Debian's chromium), lint, run every test"
 	@echo "make test-fast - lint, type-check, and the tests that need no browser and no services"
 	@echo "make bench  - run the benchmarks (and Lighthouse) and write bench/RESULTS.md"
@@ -27,12 +28,17 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.runtime
 
+# The production server, gunicorn, with threaded workers for streams; gunicorn.conf.py reads and
+# checks HOST, PORT, DATA_DIR, OPENAI_* ... from the environment or .env. `exec`: no shell stays
+# between make and gunicorn, which stops gracefully on SIGTERM or Ctrl+C.
 run: $(VENV)/.runtime
-	$(PY) -m app
+	exec $(BIN)/gunicorn --config gunicorn.conf.py
 
-# Production: gunicorn with threaded workers for streams (gunicorn.conf.py); HOST/PORT as for run.
-serve: $(VENV)/.runtime
-	$(BIN)/gunicorn --config gunicorn.conf.py
+serve: run
+
+# Development: Werkzeug's server with the reloader (python -m app --reload).
+dev: $(VENV)/.runtime
+	exec $(PY) -m app --reload
 
 # Browser tests use Debian's chromium; Playwright's own browser download does not work here.
 browser:

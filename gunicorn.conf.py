@@ -1,22 +1,41 @@
-"""Production server settings for `make serve` (gunicorn), suited to streamed answers.
+"""gunicorn settings for `make run` (and its alias `make serve`), suited to streamed answers.
 
 Streams hold a connection for the whole answer, so workers are threaded (gthread): each of
 WEB_WORKERS processes serves WEB_THREADS requests at once — 2 × 40 by default on a 2-core
 machine: 64 concurrent streams with threads to spare for page loads and new prompts. All
 workers share one DATA_DIR (locked, atomic history writes).
-HOST and PORT come from the environment or `.env`, like `make run`.
+HOST, PORT and every other setting come from the environment or `.env`, checked here once in
+the master: a bad value ends the start with one `Configuration error: …` line (exit status 2)
+instead of workers failing to boot.
 """
 
 import os
+import sys
+from pathlib import Path
 
 from dotenv import dotenv_values
 
+# gunicorn may be started from anywhere with --config; the app package sits next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from app.config import ConfigError
+from app.serving import banner, bind_address, exit_with, startup_settings
+
+settings = startup_settings()
 _env = {**dotenv_values(".env"), **os.environ}
 
-bind = f"{_env.get('HOST') or '127.0.0.1'}:{_env.get('PORT') or '8000'}"
-workers = int(_env.get("WEB_WORKERS") or 2)
+
+def _count(name: str, default: int) -> int:
+    raw = (_env.get(name) or "").strip() or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        exit_with(ConfigError(f"{name} must be a whole number from 1 to 1000, got {raw!r}"))
+    return int(raw)
+
+
+bind = bind_address(settings)
+workers = _count("WEB_WORKERS", 2)
 worker_class = "gthread"
-threads = int(_env.get("WEB_THREADS") or 40)
+threads = _count("WEB_THREADS", 40)
 # A worker that stops answering its master for this long is restarted (gthread workers keep
 # notifying while threads stream, so a long answer does not trip it).
 timeout = 120
@@ -28,13 +47,18 @@ limit_request_line = 8190
 limit_request_fields = 100
 accesslog = "-"
 errorlog = "-"
-loglevel = (_env.get("LOG_LEVEL") or "info").lower()
+loglevel = settings.log_level.lower()
 # Behind a reverse proxy, set FORWARDED_ALLOW_IPS to the proxy's address (see README).
 forwarded_allow_ips = _env.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
 wsgi_app = "app:create_app()"
 # gunicorn's control socket is one path per user (~/.gunicorn); the app does not use it, and
 # several servers (tests, a second instance) must not contend for it.
 control_socket_disable = True
+
+
+def when_ready(server):
+    """Once the master listens: the one-line banner (where, which upstream, which data)."""
+    print(banner(settings), flush=True)
 
 
 def worker_exit(server, worker):

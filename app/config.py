@@ -64,6 +64,11 @@ class Settings:
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # Flask's send_file resolves a relative path against the app package, not the working
+        # directory, so every path setting is made absolute here, once, at start-up.
+        object.__setattr__(self, "data_dir", absolute_path(self.data_dir))
+
     @property
     def loopback(self) -> bool:
         """True when HOST only accepts connections from this machine."""
@@ -92,6 +97,11 @@ class Settings:
         for url in (self.history_url, self.ratelimit_storage_uri):
             values.append(url_password(url))
         return tuple(s for s in values if s)
+
+
+def absolute_path(path: str | os.PathLike) -> Path:
+    """`path` as an absolute path: `~` expanded, a relative one taken from the working directory."""
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def url_password(url: str | None) -> str | None:
@@ -289,6 +299,23 @@ def settings_from_mapping(mapping: dict[str, object]) -> Settings:
     if "data_dir" in data:
         data["data_dir"] = Path(data["data_dir"])  # type: ignore[arg-type]
     return Settings(**data)  # type: ignore[arg-type]
+
+
+def check_startup(settings: Settings) -> None:
+    """The checks that span several settings, then DATA_DIR created; ConfigError says what is wrong.
+
+    create_app runs them, and so does a server's master process before it starts any worker.
+    """
+    if not settings.loopback and not settings.app_password and not settings.allow_unauthenticated:
+        raise ConfigError(
+            f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
+            "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
+            "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it."
+        )
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"DATA_DIR {settings.data_dir} cannot be created: {e.strerror}") from None
 
 
 def ensure_secret_key(settings: Settings) -> str:

@@ -128,6 +128,27 @@ def clean_prompt(raw: object, max_chars: int) -> str:
     return prompt
 
 
+def log_finished(
+    entry: Entry, started: float, *, error: str | None = None, image_file: str | None = None
+) -> None:
+    """The one INFO line per finished generation: what, which entry, how it ended, how long and
+    how many tokens; the stored file for an image, the error kind for a failure. Never the prompt
+    or the answer text (the README shows the format)."""
+    usage = entry.usage or {}
+    tokens = usage.get("total_tokens") or (usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+    extra = (f" file={image_file}" if image_file else "") + (f" error={error}" if error else "")
+    log.info(
+        "Generation finished: kind=%s entry=%s model=%s status=%s duration_ms=%d tokens=%s%s",
+        entry.kind,
+        entry.permalink,
+        entry.model or "-",
+        entry.status,
+        round((time.monotonic() - started) * 1000),
+        tokens or "-",
+        extra,
+    )
+
+
 class Generator:
     """Ties a provider, the history and the image store together for one app."""
 
@@ -236,8 +257,9 @@ class Generator:
         messages.append({"role": "user", "content": entry.prompt})
         return messages, len(turns) - len(kept)
 
-    def _fail(self, entry: Entry, error: UpstreamError) -> GenerationFailed:
+    def _fail(self, entry: Entry, error: UpstreamError, started: float) -> GenerationFailed:
         stored = self._record(partial(self.chatlog.fail, entry, error.message, partial=error.partial))
+        log_finished(stored, started, error=error.kind)
         return GenerationFailed(stored, error)
 
     # -- code / text -------------------------------------------------------------------------
@@ -256,20 +278,21 @@ class Generator:
 
     def generate_code(self, prompt: str, model: str | None = None, parent: Entry | None = None) -> Entry:
         """Answer `prompt` with the chat model; raise GenerationFailed after storing the failure."""
+        started = time.monotonic()
         entry = self.start_code(prompt, model, parent)
         log.debug("Sende Anfrage an OpenAI API... (chat, model %s, %d characters)", entry.model, len(prompt))
-        deadline = time.monotonic() + self.settings.upstream_timeout
+        deadline = started + self.settings.upstream_timeout
         messages, dropped = self.context(entry)
         try:
             answer = self._with_retries(
                 lambda timeout: self.provider.complete(messages, entry.model, timeout), deadline
             )
         except UpstreamError as error:
-            raise self._fail(entry, error) from None
+            raise self._fail(entry, error, started) from None
         except Exception:
             log.exception("Chat generation failed unexpectedly")
             raise self._fail(
-                entry, UpstreamError(N_("Something went wrong while generating the answer."))
+                entry, UpstreamError(N_("Something went wrong while generating the answer.")), started
             ) from None
         log.debug(
             "Antwort von OpenAI erhalten: chat answer, model %s, %d characters, usage %s",
@@ -277,7 +300,7 @@ class Generator:
             len(answer.text),
             answer.usage or "n/a",
         )
-        return self._record(
+        finished = self._record(
             partial(
                 self.chatlog.finish,
                 entry,
@@ -287,6 +310,8 @@ class Generator:
                 context_dropped=dropped,
             )
         )
+        log_finished(finished, started)
+        return finished
 
     def request_stop(self, entry: Entry) -> None:
         """Ask the (possibly other) process streaming `entry` to stop; it checks between chunks."""
@@ -416,7 +441,9 @@ class Generator:
         up stored as done, failed or stopped, with every piece of text that arrived.
         """
         log.debug("Sende Anfrage an OpenAI API... (chat stream, model %s)", entry.model)
-        deadline = time.monotonic() + self.settings.upstream_timeout
+        started = time.monotonic()
+        deadline = started + self.settings.upstream_timeout
+        failure: str | None = None
         messages, dropped = self.context(entry)
         parts: list[str] = []
         usage: dict[str, int] = {}
@@ -470,9 +497,11 @@ class Generator:
                 )
         except UpstreamError as error:
             error.partial = error.partial or "".join(parts)
+            failure = error.kind
             record = partial(self.chatlog.fail, entry, error.message, partial=error.partial, usage=usage)
         except Exception:
             log.exception("Chat stream failed unexpectedly")
+            failure = UpstreamError.kind
             message = N_("Something went wrong while generating the answer.")
             record = partial(self.chatlog.fail, entry, message, partial="".join(parts))
         try:
@@ -484,10 +513,12 @@ class Generator:
                 log.exception("Storing the answer failed")
             message = N_("The answer could not be saved because the history database cannot be reached.")
             outcome = replace(entry, status="failed", error=message, response="".join(parts))
+            failure = "not_saved"
         else:
             # The answer is stored; a leftover claim only matters to a pending entry.
             with contextlib.suppress(HistoryUnavailable):
                 self._release(entry)
+        log_finished(outcome, started, error=failure)
         yield StreamEvent("final", entry=outcome)
 
     def _record(self, write: Callable[[], Entry]) -> Entry:
@@ -528,11 +559,12 @@ class Generator:
         linked to the earlier one. The image APIs take no conversation, so only the prompt counts.
         """
         options = options or self.image_options()
+        started = time.monotonic()
         entry = self.chatlog.begin(
             "image", prompt, self.provider.image_model, demo=self.provider.demo, parent=parent
         )
         log.debug("Sende Anfrage an OpenAI API... (image, model %s, %s)", entry.model, options.as_dict())
-        deadline = time.monotonic() + self.settings.upstream_timeout
+        deadline = started + self.settings.upstream_timeout
         try:
             answer = self._with_retries(
                 lambda timeout: self.provider.generate_image(prompt, options, timeout), deadline
@@ -552,17 +584,17 @@ class Generator:
             stored = self.images.save(entry.id, data or b"")
         except UpstreamError as error:
             log.error("Fehler bei der Bildgenerierung: %s", error.message)
-            raise self._fail(entry, error) from None
+            raise self._fail(entry, error, started) from None
         except ImageStoreUnavailable:
             log.error("Fehler bei der Bildgenerierung: the image store cannot be reached")
             message = N_(
                 "The image store cannot be reached, so the image was not saved. Try again in a moment."
             )
-            raise self._fail(entry, ImageNotStored(message)) from None
+            raise self._fail(entry, ImageNotStored(message), started) from None
         except Exception as e:
             log.exception("Fehler bei der Bildgenerierung: %s", type(e).__name__)
             raise self._fail(
-                entry, UpstreamError(N_("Something went wrong while generating the image."))
+                entry, UpstreamError(N_("Something went wrong while generating the image.")), started
             ) from None
         finished = self._record(
             partial(
@@ -575,6 +607,7 @@ class Generator:
                 dimensions=[stored.width, stored.height],
             )
         )
+        log_finished(finished, started, image_file=stored.name)
         if finished.deleted:
             self.images.delete(stored.name)  # deleted while it was being made: keep nothing
         return finished

@@ -80,6 +80,9 @@ FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 def configure_logging(app: Flask, data_dir: Path, level: str, secrets: tuple[str, ...]) -> None:
     """Attach the rotating file handler (and a console handler) to the app's loggers, once per app."""
+    # The handler opens the file only at the first record; create it now, so app.log is where
+    # the README says from the start, even before anything is logged.
+    (data_dir / "app.log").touch(exist_ok=True)
     # Several gunicorn workers write this file: rotation takes a lock so none loses lines.
     handler = ConcurrentRotatingFileHandler(
         str(data_dir / "app.log"), maxBytes=2_000_000, backupCount=5, encoding="utf-8"

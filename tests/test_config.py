@@ -62,7 +62,6 @@ def free_port() -> int:
         ("image_model", "dall-e-3"),
         ("host", "127.0.0.1"),
         ("port", 8000),
-        ("data_dir", Path("data")),
         ("openai_api_key", None),
         ("openai_base_url", None),
     ],

@@ -367,3 +367,151 @@ def test_b64_image_data_not_logged(client, upstream, data_dir):
     client.post("/generate_image", data={"prompt": "inline"})
 
     assert data[:40] not in app_log(data_dir)
+
+
+# -- one INFO line per finished generation -------------------------------------------------------
+
+FINISHED_RE = re.compile(
+    r" INFO \[[^\]\s]+\] app\.generation: Generation finished:"
+    r" kind=(?P<kind>\w+) entry=(?P<entry>/chatlog/\d{4}-\d{2}-\d{2}/\d+) model=(?P<model>\S+)"
+    r" status=(?P<status>\w+) duration_ms=(?P<duration_ms>\d+) tokens=(?P<tokens>\d+|-)"
+    r"(?: file=(?P<file>\S+))?(?: error=(?P<error>\w+))?$"
+)
+# Distinctive words that must never reach app.log at the default level.
+SECRET_PROMPT = "zebra-PROMPT-4711-do-not-log"
+SECRET_ANSWER = "okapi-ANSWER-0815-do-not-log"
+
+
+@pytest.fixture
+def info_client(make_app, upstream):
+    """A client of an app at the default log level (INFO), on the local upstream."""
+    return make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url, log_level="INFO").test_client()
+
+
+def finished_lines(data_dir) -> list[dict[str, str | None]]:
+    """The 'Generation finished' lines of app.log, parsed (each must match the documented format)."""
+    lines = lines_with(data_dir, "Generation finished:")
+    parsed = [FINISHED_RE.search(line) for line in lines]
+    assert None not in parsed, lines
+    assert {level_of(line) for line in lines} <= {"INFO"}
+    return [match.groupdict() for match in parsed]
+
+
+def test_info_level_creates_app_log_before_anything_is_logged(make_app, data_dir):
+    make_app(log_level="INFO")
+
+    assert (data_dir / "app.log").is_file()
+
+
+def test_json_code_answer_logs_one_info_line_with_its_fields(info_client, upstream, data_dir):
+    upstream.script(CHAT, Reply(json=chat_completion(f"Here: {SECRET_ANSWER}", model="model-x")))
+
+    body = info_client.post("/generate_code", data={"prompt": SECRET_PROMPT}).get_json()
+
+    [line] = finished_lines(data_dir)
+    assert (line["kind"], line["entry"], line["model"], line["status"]) == (
+        "code",
+        body["entry"],
+        "model-x",
+        "done",
+    )
+    assert line["duration_ms"].isdigit()
+    assert line["tokens"] == "18"  # the upstream's total_tokens
+    assert (line["file"], line["error"]) == (None, None)
+
+
+def test_streamed_code_answer_logs_one_info_line_with_its_fields(info_client, upstream, data_dir):
+    upstream.script(CHAT, Reply(chunks=["Here: ", SECRET_ANSWER, " and more."]))
+
+    streamed = htmx_generate_code(info_client, SECRET_PROMPT)
+
+    assert SECRET_ANSWER in streamed.final
+    [line] = finished_lines(data_dir)
+    assert streamed.stream_url.startswith(line["entry"] + "/")
+    assert (line["kind"], line["status"], line["error"], line["file"]) == ("code", "done", None, None)
+    assert line["model"] == "test-chat-model"
+    assert line["tokens"] == "8"  # 5 prompt tokens + 3 chunks, as the local upstream counts them
+
+
+def test_image_logs_one_info_line_with_the_stored_file_name(info_client, data_dir):
+    body = info_client.post("/generate_image", data={"prompt": SECRET_PROMPT}).get_json()
+
+    [line] = finished_lines(data_dir)
+    assert (line["kind"], line["entry"], line["status"]) == ("image", body["entry"], "done")
+    assert line["file"] == body["image_url"].removeprefix("/images/")
+    assert (data_dir / "images" / line["file"]).is_file()
+    assert line["error"] is None
+
+
+def test_each_generation_logs_exactly_one_finished_line(info_client, data_dir):
+    entries = [
+        info_client.post("/generate_code", data={"prompt": "one"}).get_json()["entry"],
+        info_client.post("/generate_image", data={"prompt": "two"}).get_json()["entry"],
+        info_client.post("/generate_code", data={"prompt": "three"}).get_json()["entry"],
+    ]
+
+    assert [line["entry"] for line in finished_lines(data_dir)] == entries
+
+
+def test_failed_json_code_answer_logs_status_failed_and_the_error_kind(info_client, upstream, data_dir):
+    upstream.script(CHAT, Reply(status=429, json=error_body("slow down", "rate_limit_exceeded")))
+
+    body = info_client.post("/generate_code", data={"prompt": SECRET_PROMPT}).get_json()
+
+    [line] = finished_lines(data_dir)
+    assert (line["kind"], line["entry"], line["status"], line["error"]) == (
+        "code",
+        body["entry"],
+        "failed",
+        "rate_limit",
+    )
+
+
+def test_failed_streamed_answer_logs_status_failed_and_the_error_kind(info_client, upstream, data_dir):
+    upstream.script(CHAT, Reply(chunks=["Here: ", SECRET_ANSWER, " and"], cut_after=2))
+
+    streamed = htmx_generate_code(info_client, SECRET_PROMPT)
+
+    assert "status-failed" in streamed.final
+    [line] = finished_lines(data_dir)
+    assert (line["kind"], line["status"], line["error"]) == ("code", "failed", "incomplete")
+
+
+def test_failed_image_logs_status_failed_and_the_error_kind(info_client, upstream, data_dir):
+    upstream.script(IMAGES, Reply(json={"created": 1, "data": []}))
+
+    body = info_client.post("/generate_image", data={"prompt": SECRET_PROMPT}).get_json()
+
+    [line] = finished_lines(data_dir)
+    assert (line["kind"], line["entry"], line["status"]) == ("image", body["entry"], "failed")
+    assert line["error"] == "bad_image"
+    assert line["file"] is None
+
+
+def test_info_log_never_holds_prompt_or_answer_text(info_client, upstream, data_dir):
+    upstream.script(CHAT, Reply(json=chat_completion(f"Here: {SECRET_ANSWER}")))
+    info_client.post("/generate_code", data={"prompt": SECRET_PROMPT})
+    upstream.script(CHAT, Reply(chunks=["Here: ", SECRET_ANSWER]))
+    htmx_generate_code(info_client, SECRET_PROMPT + "-streamed")
+    info_client.post("/generate_image", data={"prompt": SECRET_PROMPT + "-image"})
+    upstream.script(CHAT, Reply(status=500, json=error_body("boom")))
+    info_client.post("/generate_code", data={"prompt": SECRET_PROMPT + "-failed"})
+
+    log = app_log(data_dir)
+    assert len(finished_lines(data_dir)) == 4
+    assert SECRET_PROMPT not in log
+    assert SECRET_ANSWER not in log
+
+
+def test_info_level_keeps_the_seed_events_at_debug(info_client, data_dir):
+    info_client.post("/generate_code", data={"prompt": "hello"})
+    info_client.post("/generate_image", data={"prompt": "a picture"})
+
+    assert len(finished_lines(data_dir)) == 2
+    for event in (
+        "Sende Anfrage an OpenAI API...",
+        "Antwort von OpenAI erhalten",
+        "Bild-URL",
+        "Bild gespeichert",
+    ):
+        assert lines_with(data_dir, event) == []
