@@ -60,6 +60,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
 
     configure_logging(app, settings.data_dir, settings.log_level, settings.secrets)
 
+    from .fragments import HistoryRows
     from .generation import Generator
     from .maintenance import Maintenance
     from .providers import make_provider
@@ -78,6 +79,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
     i18n.init_app(app, ROOT)
+    HistoryRows().init_app(app)
     web.htmx.init_app(app)
     app.register_blueprint(web.bp)
     app.register_blueprint(pwa.bp)

@@ -6,8 +6,10 @@ The language comes from `?lang=` (remembered in a cookie), then the cookie, then
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, redirect, request, url_for
@@ -46,11 +48,41 @@ def translate(message: str) -> str:
     Templates use this filter, not `_()`, for such messages: `_()` marks its result safe, which
     is right for literal strings in templates but never for text that may carry user input.
     """
-    return get_translations().ugettext(str(message))
+    return _translations().ugettext(str(message))
+
+
+# The request's catalogue, looked up once per request: templates translate dozens of strings per
+# page, and Flask-Babel finds the catalogue through the request context for each of them.
+_catalogue: ContextVar[Any] = ContextVar("catalogue", default=None)
+
+
+def _translations() -> Any:
+    return _catalogue.get() or get_translations()
+
+
+def _install_fast_gettext(app: Flask) -> None:
+    """Template `_()`, `{% trans %}` and friends through the request's cached catalogue."""
+
+    @app.before_request
+    def look_up_catalogue() -> None:
+        _catalogue.set(get_translations())
+
+    @app.teardown_request
+    def forget_catalogue(_error: BaseException | None) -> None:
+        _catalogue.set(None)
+
+    app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
+        lambda s: _translations().ugettext(s),
+        lambda s, p, n: _translations().ungettext(s, p, n),
+        newstyle=True,
+        pgettext=lambda c, s: _translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: _translations().unpgettext(c, s, p, n),
+    )
 
 
 def init_app(app: Flask, root: Path) -> None:
     Babel(app, locale_selector=select_locale, default_translation_directories=str(root / "translations"))
+    _install_fast_gettext(app)
     app.add_template_filter(local_date, "local_date")
     app.add_template_filter(translate, "tr")
     app.jinja_env.globals["languages"] = LANGUAGES
