@@ -81,7 +81,13 @@ test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.jso
 test-fast: $(VENV)/.dev lint
 	$(BIN)/pytest -m "not browser and not services" -q
 
-bench: $(VENV)/.dev browser services
+# LiteLLM's proxy in a venv of its own, measured beside the app (bench/stream_bench.py).
+bench/litellm/.venv/.installed: bench/litellm/requirements.txt
+	$(PYTHON) -m venv bench/litellm/.venv
+	bench/litellm/.venv/bin/python -m pip install --quiet -r bench/litellm/requirements.txt
+	@touch $@
+
+bench: $(VENV)/.dev browser services bench/litellm/.venv/.installed
 	$(PY) -m bench
 	$(MAKE) lighthouse
 

@@ -24,7 +24,7 @@ import requests
 from werkzeug.serving import make_server
 
 from app import create_app
-from bench import history_bench, image_bench, shared_bench, stream_bench
+from bench import engine_bench, history_bench, image_bench, shared_bench, stream_bench
 from tests.upstream import FakeUpstream
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -85,6 +85,17 @@ def main() -> None:
         default=None,
         help="entries in the PostgreSQL history of the shared-backend figures "
         "(default 10 × LARGE: 1000000 with the default history sizes)",
+    )
+    parser.add_argument(
+        "--busy-day",
+        type=int,
+        default=engine_bench.BUSY_DAY,
+        help="entries already in today for the busy-day figures",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run (the test suite's): few requests, one fresh server, no LiteLLM; no real figures",
     )
     args = parser.parse_args()
 
@@ -164,10 +175,20 @@ def main() -> None:
         shared_bench.run(
             pg_entries=args.pg_entries if args.pg_entries is not None else 10 * args.history_sizes[1],
             tinydb_entries=args.history_sizes[1],
+            **({"rounds": 2, "searches": 3, "clients": 4, "requests_total": 32} if args.quick else {}),
         ),
     )
     print(shared)
-    streaming = markdown_table(columns, stream_bench.run(samples=args.per_round, users=args.users))
+    engine = markdown_table(
+        columns,
+        engine_bench.run(
+            history_size=args.history_sizes[1], users=args.users, busy=args.busy_day, quick=args.quick
+        ),
+    )
+    print(engine)
+    streaming = markdown_table(
+        columns, stream_bench.run(samples=args.per_round, users=args.users, proxy=not args.quick)
+    )
     print(streaming)
     images = markdown_table(columns, image_bench.run())
     print(images)
@@ -181,6 +202,11 @@ def main() -> None:
         "history writes (the prompt before the upstream call, the answer after it, each fsynced) "
         "and, for images, Pillow validation, metadata stripping and the thumbnail.\n\n" + table + "\n\n"
         "## History at scale\n\n" + (history_bench.__doc__ or "").split("\n\n", 1)[1] + "\n" + scale + "\n\n"
+        "## The history engine on a bad day\n\n"
+        + (engine_bench.__doc__ or "").split("\n\n", 1)[1]
+        + "\n"
+        + engine
+        + "\n\n"
         "## Shared backends (PostgreSQL)\n\n"
         + (shared_bench.__doc__ or "").split("\n\n", 1)[1]
         + "\n"

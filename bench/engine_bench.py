@@ -43,7 +43,7 @@ def say(message: str) -> None:
     print(f"[engine] {message}", file=sys.stderr, flush=True)
 
 
-def busy_today(n: int = BUSY_DAY, seed: int = 11) -> dict[str, list[dict[str, str]]]:
+def busy_today(n: int, seed: int = 11) -> dict[str, list[dict[str, str]]]:
     """`n` entries of the benchmark's usual shape (about 1.4 KB each), all dated today."""
     rng = random.Random(seed)
     rows = []
@@ -105,23 +105,22 @@ def _append(store: ChatLog) -> None:
     store.finish(store.begin("code", "benchmark prompt", "bench"), "benchmark answer")
 
 
-def busy_day_append(rounds: int = 8, per_round: int = 15) -> tuple:
+def busy_day_append(busy: int, rounds: int = 8, per_round: int = 15) -> tuple:
     with tempfile.TemporaryDirectory() as busy_dir, tempfile.TemporaryDirectory() as empty_dir:
-        ChatLog(Path(busy_dir)).import_seed(busy_today())
+        ChatLog(Path(busy_dir)).import_seed(busy_today(busy))
         doc = Path(busy_dir) / "history" / f"{date.today().isoformat()}.json"
         size_mb = doc.stat().st_size / 1e6
-        busy, empty = ChatLog(Path(busy_dir)), ChatLog(Path(empty_dir))
-        _append(busy)
+        full, empty = ChatLog(Path(busy_dir)), ChatLog(Path(empty_dir))
+        _append(full)
         _append(empty)
         a: list[float] = []
         b: list[float] = []
         for _ in range(rounds):  # alternate so the disk's drift hits both alike
             a += ms(lambda: _append(empty), per_round)
-            b += ms(lambda: _append(busy), per_round)
+            b += ms(lambda: _append(full), per_round)
     ratio = statistics.median(b) / statistics.median(a)
     return (
-        f"append (begin + finish) p50, today holding {BUSY_DAY:,} entries ({size_mb:.1f} MB) "
-        "vs an empty today",
+        f"append (begin + finish) p50, today holding {busy:,} entries ({size_mb:.1f} MB) vs an empty today",
         f"{statistics.median(b):.2f} ms vs {statistics.median(a):.2f} ms = {ratio:.2f}×",
         "≤ 1.5×",
         "met" if ratio <= 1.5 else "missed",
@@ -185,17 +184,16 @@ def _quantiles(latencies: list[float]) -> tuple[float, float]:
     return statistics.median(latencies), cuts[-1]
 
 
-def busy_burst(upstream: FakeUpstream, users: int = 64, per_user: int = 8) -> tuple:
+def busy_burst(upstream: FakeUpstream, busy: int, users: int = 64, per_user: int = 8) -> tuple:
     with tempfile.TemporaryDirectory() as tmp:
-        ChatLog(Path(tmp)).import_seed(busy_today())
+        ChatLog(Path(tmp)).import_seed(busy_today(busy))
         with Server(Path(tmp), upstream.url) as server:
             burst(server.url, 8, 2, pages=False)  # warm up both workers
             latencies, errors, elapsed, _ = burst(server.url, users, per_user, pages=False)
     p50, p95 = _quantiles(latencies)
     total = users * per_user
     return (
-        f"{users} users × {per_user} JSON generations at once, today holding {BUSY_DAY:,} entries, "
-        "`make run`",
+        f"{users} users × {per_user} JSON generations at once, today holding {busy:,} entries, `make run`",
         f"{total / elapsed:.0f} requests/s, p50 {p50:.0f} ms, p95 {p95:.0f} ms, "
         f"{len(errors)} errors of {total}",
         "p95 ≤ 300 ms",
@@ -239,12 +237,12 @@ def mixed_burst(upstream: FakeUpstream, users: int = 64, per_user: int = 10) -> 
     ]
 
 
-def cold_search(n: int = 100_000) -> tuple:
+def cold_search(n: int = 100_000, servers: int = 3) -> tuple:
     with tempfile.TemporaryDirectory() as tmp:
         ChatLog(Path(tmp)).import_seed(make_history(n))
         hx = {"HX-Request": "true"}
         firsts = []
-        for _ in range(3):  # three fresh servers; the figure is their median
+        for _ in range(servers):  # fresh servers; the figure is their median
             with Server(Path(tmp), None) as server:
                 http = requests.Session()
                 http.get(server.url + "/healthz")
@@ -259,24 +257,27 @@ def cold_search(n: int = 100_000) -> tuple:
     first = statistics.median(firsts)
     return (
         f"first search of a freshly started server at {n:,} entries (rare term)",
-        f"{first:.0f} ms (of 3 fresh servers: {', '.join(f'{f:.0f}' for f in firsts)}); warm {warm:.1f} ms",
+        f"{first:.0f} ms (of {servers} fresh servers: {', '.join(f'{f:.0f}' for f in firsts)}); "
+        f"warm {warm:.1f} ms",
         "≤ 150 ms",
         "met" if first <= 150 else "missed",
     )
 
 
-def run(history_size: int = 100_000, users: int = 64) -> list[tuple]:
+def run(
+    history_size: int = 100_000, users: int = 64, busy: int = BUSY_DAY, quick: bool = False
+) -> list[tuple]:
     rows = []
     say("busy-day append")
-    rows.append(busy_day_append())
+    rows.append(busy_day_append(busy, rounds=2 if quick else 8))
     upstream = FakeUpstream().start()
     try:
         say("burst on a busy day")
-        rows.append(busy_burst(upstream, users))
+        rows.append(busy_burst(upstream, busy, users))
         say("mixed burst")
         rows += mixed_burst(upstream, users)
     finally:
         upstream.stop()
     say("cold search")
-    rows.append(cold_search(history_size))
+    rows.append(cold_search(history_size, servers=1 if quick else 3))
     return rows
