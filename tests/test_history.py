@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,21 +15,11 @@ import pytest
 from app.files import atomic_write as atomic_write_text
 from app.history import ChatLog, HistoryCorrupt
 
+from .clock import CEST, Clock
 from .disk import read_history, stored_entries
 
-CEST = timezone(timedelta(hours=2))
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)
-
-
-class Clock:
-    """A settable clock to inject into ChatLog: returns `now` until changed."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

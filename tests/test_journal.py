@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,19 +18,11 @@ from app.history import ChatLog, tinydb_store
 from app.history import days as days_module
 from app.history.journal import encode_record
 
+from .clock import CEST, Clock
 from .disk import journal_records, stored_entries
 
-CEST = timezone(timedelta(hours=2))
 DAY = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DATE = "2024-08-30"
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

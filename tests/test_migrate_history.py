@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,13 @@ from app.history import ChatLog, Entry
 from app.history.sql_store import SQLChatLog
 from app.images import ImageStore
 
+from .clock import CEST, Clock
 from .services import free_port, s3_client
 
-CEST = timezone(timedelta(hours=2))
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)
 DAY_THREE = datetime(2024, 9, 1, 8, 5, tzinfo=CEST)
 SECRET = "pw-MUST-NOT-LEAK-5e1d0b"
-
-
-class Clock:
-    """A settable clock to inject into a store: returns `now` until changed."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

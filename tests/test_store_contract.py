@@ -12,7 +12,7 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,14 @@ import sqlalchemy as sa
 from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable
 from app.history.sql_store import SQLChatLog, sqlalchemy_url
 
+from .clock import CEST, Clock
 from .conftest import BACKENDS
 from .services import free_port
 
-CEST = timezone(timedelta(hours=2))
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)
 DAY_THREE = datetime(2024, 9, 1, 8, 5, tzinfo=CEST)
 ENTRY_FIELDS = set(Entry.__dataclass_fields__)
-
-
-class Clock:
-    """A settable clock to inject into a store: returns `now` until changed."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Stores:

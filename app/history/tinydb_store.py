@@ -481,8 +481,12 @@ class ChatLog(StoreBase):
         for date in self.dates():
             if self._day(date).journaled and (startup or date != today):
                 self.checkpoint(date, wait=False)
-            else:
-                self._ensure_index(date)
+            elif self._index_of(date) is None and self.checkpoint_lock.try_acquire():
+                # Not while another process folds or indexes: it is doing this work already.
+                try:
+                    self._ensure_index(date)
+                finally:
+                    self.checkpoint_lock.release()
 
     # -- damage ----------------------------------------------------------------------------------
 
