@@ -31,7 +31,8 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         raise ConfigError(
             f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
             "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
-            "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it."
+            "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it. "
+            "Set TRUSTED_HOSTS to the names people use to reach it too: any other Host is refused."
         )
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
 
     from flask_compress import Compress
 
-    from . import assets, auth, cli, i18n, pwa, security, web
+    from . import assets, auth, cli, hosts, i18n, pwa, security, web
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
     i18n.init_app(app, ROOT)
@@ -90,6 +91,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         COMPRESS_MIN_SIZE=500,
     )
     Compress(app)
+    hosts.init_app(app, settings)  # first: a request for a foreign host name gets no further
     auth.init_app(app)
     security.init_app(app, settings, image_origin=getattr(images, "origin", lambda: None)())
     cli.init_app(app)

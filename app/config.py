@@ -53,6 +53,9 @@ class Settings:
     ratelimit_storage_uri: str = field(default="memory://", repr=False)
     daily_request_cap: int = 0
     proxy_fix: int = 0
+    # Names the app answers to besides the loopback ones (the Host check against DNS rebinding).
+    trusted_hosts: tuple[str, ...] = ()
+    max_answer_chars: int = 200_000
     # Shared stores for several app servers (unset: TinyDB files and images in DATA_DIR).
     history_url: str | None = field(default=None, repr=False)
     image_store_url: str | None = None
@@ -176,6 +179,29 @@ def _host(raw: str) -> str:
     return raw
 
 
+def _trusted_hosts(raw: str) -> tuple[str, ...]:
+    """TRUSTED_HOSTS: comma-separated host names or IP addresses; `.example.com` also matches
+    every subdomain. IPv6 addresses are kept in brackets, as they appear in a Host header."""
+    names = []
+    for part in raw.split(","):
+        name = part.strip().lower()
+        if not name:
+            continue
+        bare = name.removeprefix("[").removesuffix("]")
+        try:
+            address = ipaddress.ip_address(bare)
+        except ValueError:
+            if not _HOSTNAME.fullmatch(name.removeprefix(".")):
+                raise ConfigError(
+                    "TRUSTED_HOSTS must be host names or IP addresses separated by commas "
+                    f"(no ports, no schemes), got {part.strip()!r}"
+                ) from None
+            names.append(name)
+        else:
+            names.append(f"[{address}]" if address.version == 6 else str(address))
+    return tuple(names)
+
+
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -253,6 +279,10 @@ def load_settings(
         kwargs["daily_request_cap"] = _int("DAILY_REQUEST_CAP", raw, 0, 10_000_000)
     if raw := get("PROXY_FIX"):
         kwargs["proxy_fix"] = _int("PROXY_FIX", raw, 0, 5)
+    if raw := get("TRUSTED_HOSTS"):
+        kwargs["trusted_hosts"] = _trusted_hosts(raw)
+    if raw := get("MAX_ANSWER_CHARS"):
+        kwargs["max_answer_chars"] = _int("MAX_ANSWER_CHARS", raw, 1_000, 10_000_000)
     if raw := get("HISTORY_URL"):
         if not raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
             raise ConfigError(

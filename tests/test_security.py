@@ -836,3 +836,131 @@ def test_redacting_filter_replaces_configured_secrets_that_are_not_key_shaped():
     redact = RedactingFilter(("hunter2-not-a-key",)).redact
 
     assert redact("pw is hunter2-not-a-key and sk-abcdefghijkl") == "pw is [REDACTED] and [REDACTED]"
+
+
+# -- the Host check (DNS rebinding) --------------------------------------------------------------
+
+REBIND = "http://rebind.example:8000"
+
+
+def test_request_for_a_foreign_host_name_is_refused_with_json_for_api_clients(demo_app):
+    client = demo_app.test_client()
+    today_entry(client, "private history")
+
+    response = client.get("/chatlog.json", base_url=REBIND)
+
+    assert response.status_code == 421
+    assert "TRUSTED_HOSTS" in response.get_json()["error"]
+    assert "private history" not in response.get_data(as_text=True)
+
+
+def test_request_for_a_foreign_host_name_gets_a_page_for_browsers(demo_app):
+    response = demo_app.test_client().get("/", base_url=REBIND, headers={"Accept": "text/html"})
+
+    assert response.status_code == 421
+    assert response.mimetype == "text/html"
+    assert "TRUSTED_HOSTS" in response.get_data(as_text=True)
+
+
+def test_rebound_same_origin_delete_is_refused_and_the_entry_stays(demo_app):
+    client = demo_app.test_client()
+    permalink = today_entry(client, "keep me")
+
+    # The attacker's page is same-origin with itself: Origin and Host agree.
+    response = client.delete(
+        permalink, base_url=REBIND, headers={"Origin": REBIND, "Sec-Fetch-Site": "same-origin"}
+    )
+
+    assert response.status_code == 421
+    assert client.get(permalink, headers=JSON).get_json()["prompt"] == "keep me"
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "http://localhost",
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+        "http://[::1]:8000",
+        "http://[::1]",
+    ],
+)
+def test_loopback_names_are_answered(demo_app, base):
+    response = demo_app.test_client().get("/chatlog", base_url=base, headers=JSON)
+
+    assert response.status_code == 200
+    assert response.is_json
+
+
+@pytest.mark.parametrize(
+    "base", ["https://chat.example.org", "https://chat.example.org:8443", "http://a.b.lan"]
+)
+def test_trusted_hosts_are_answered(make_app, base):
+    app = make_app(trusted_hosts=("chat.example.org", ".lan"))
+
+    response = app.test_client().get("/chatlog", base_url=base, headers=JSON)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("base", ["http://evil.chat.example.org", "http://lan", "http://127.0.0.1.nip.io"])
+def test_names_near_the_trusted_ones_are_refused(make_app, base):
+    app = make_app(trusted_hosts=("chat.example.org", ".lan"))
+
+    assert app.test_client().get("/chatlog", base_url=base, headers=JSON).status_code == 421
+
+
+def test_the_configured_host_address_is_one_of_the_apps_names(tmp_path):
+    app = create_app({"data_dir": tmp_path / "data", "host": "192.168.1.10", "app_password": PASSWORD})
+
+    response = app.test_client().get("/healthz", base_url="http://192.168.1.10:8000")
+
+    assert response.status_code == 200
+
+
+def test_forwarded_host_from_a_trusted_proxy_is_what_is_checked(make_app):
+    forwarded = {"X-Forwarded-Host": "rebind.example", **JSON}
+    refused = make_app(proxy_fix=1).test_client().get("/chatlog", headers=forwarded)
+    allowed = (
+        make_app(proxy_fix=1, trusted_hosts=("rebind.example",))
+        .test_client()
+        .get("/chatlog", headers=forwarded)
+    )
+
+    assert refused.status_code == 421
+    assert allowed.status_code == 200
+
+
+def test_foreign_host_is_refused_over_real_http(demo_app, live_server):
+    import requests
+
+    server = live_server(demo_app)
+    url = server.url + "/chatlog.json"
+
+    refused = requests.get(url, headers={"Host": "rebind.example:8000"}, timeout=10)
+    answered = requests.get(url, timeout=10)
+
+    assert refused.status_code == 421
+    assert "TRUSTED_HOSTS" in refused.json()["error"]
+    assert answered.status_code == 200
+
+
+def test_trusted_hosts_setting_is_parsed_and_normalised():
+    from app.config import load_settings
+
+    settings = load_settings({"TRUSTED_HOSTS": " Chat.Example.org, ::1 ,.lan,10.0.0.5 "}, env_file=None)
+
+    assert settings.trusted_hosts == ("chat.example.org", "[::1]", ".lan", "10.0.0.5")
+
+
+@pytest.mark.parametrize("raw", ["http://chat.example.org", "chat.example.org:8443", "bad name", "*"])
+def test_malformed_trusted_hosts_is_a_config_error_naming_the_setting(raw):
+    from app.config import load_settings
+
+    with pytest.raises(ConfigError, match="TRUSTED_HOSTS"):
+        load_settings({"TRUSTED_HOSTS": raw}, env_file=None)
+
+
+def test_open_bind_error_mentions_trusted_hosts(tmp_path):
+    with pytest.raises(ConfigError, match="TRUSTED_HOSTS"):
+        create_app({"data_dir": tmp_path / "data", "host": "0.0.0.0"})
