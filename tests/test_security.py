@@ -964,3 +964,130 @@ def test_malformed_trusted_hosts_is_a_config_error_naming_the_setting(raw):
 def test_open_bind_error_mentions_trusted_hosts(tmp_path):
     with pytest.raises(ConfigError, match="TRUSTED_HOSTS"):
         create_app({"data_dir": tmp_path / "data", "host": "0.0.0.0"})
+
+
+# -- guessing through the bearer token ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Accept": "text/html"}, HX, {}],
+    ids=["browser-get", "htmx-get", "plain-get"],
+)
+def test_wrong_bearer_on_a_get_is_401_json_never_the_login_page(locked_app, headers):
+    response = locked_app.test_client().get("/", headers={"Authorization": "Bearer wrong", **headers})
+
+    assert response.status_code == 401
+    assert response.is_json
+    assert "bearer" in response.get_json()["error"].lower()
+    assert "Location" not in response.headers
+    assert "HX-Redirect" not in response.headers
+
+
+def test_wrong_bearer_tokens_count_against_the_login_rate_limit(make_app):
+    client = make_app(app_password=PASSWORD, login_rate_limit="3 per minute").test_client()
+    for _ in range(3):
+        assert client.get("/chatlog", headers={"Authorization": "Bearer guess", **JSON}).status_code == 401
+
+    response = login(client)
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"].isdigit()
+    assert client.get_cookie("session") is None
+
+
+def test_wrong_login_passwords_and_bearer_tokens_share_one_counter(make_app):
+    client = make_app(app_password=PASSWORD, login_rate_limit="3 per minute").test_client()
+    login(client, "wrong")
+    login(client, "wrong")
+    client.get("/chatlog", headers={"Authorization": "Bearer guess", **JSON})
+
+    response = client.get("/chatlog", headers={"Authorization": f"Bearer {PASSWORD}", **JSON})
+
+    assert response.status_code == 429
+    assert response.is_json
+    assert "Too many failed password attempts" in response.get_json()["error"]
+
+
+def test_right_bearer_tokens_do_not_use_up_the_login_limit(make_app):
+    client = make_app(app_password=PASSWORD, login_rate_limit="3 per minute").test_client()
+    for _ in range(6):
+        response = client.get("/chatlog", headers={"Authorization": f"Bearer {PASSWORD}", **JSON})
+        assert response.status_code == 200
+
+    assert login(client).status_code == 302
+
+
+def test_wrong_bearer_is_logged_without_the_guess(locked_app, data_dir):
+    guess = "my-secret-guess-42"
+    locked_app.test_client().get("/chatlog", headers={"Authorization": f"Bearer {guess}", **JSON})
+
+    log = (data_dir / "app.log").read_text(encoding="utf-8")
+    assert "Wrong bearer token on GET /chatlog" in log
+    assert guess not in log
+
+
+# -- revoking sessions ----------------------------------------------------------------------------
+
+
+def test_a_copy_of_the_cookie_stops_working_after_logout(locked_app):
+    client = locked_app.test_client()
+    login(client)
+    stolen = client.get_cookie("session").value
+
+    client.post("/logout")
+    replay = locked_app.test_client()
+    replay.set_cookie("session", stolen)
+    response = replay.get("/chatlog", headers=JSON)
+
+    assert response.status_code == 401
+    assert "Authentication required" in response.get_json()["error"]
+
+
+def test_logout_everywhere_ends_every_session(locked_app):
+    laptop, phone = locked_app.test_client(), locked_app.test_client()
+    login(laptop)
+    login(phone)
+    assert phone.get("/chatlog", headers=JSON).status_code == 200
+
+    response = laptop.post("/logout/everywhere")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+    assert phone.get("/chatlog", headers=JSON).status_code == 401
+    assert laptop.get("/chatlog", headers=JSON).status_code == 401
+    login(phone)
+    assert phone.get("/chatlog", headers=JSON).status_code == 200  # a new login works again
+
+
+def test_revocation_holds_across_processes_sharing_the_data_dir(make_app):
+    # Two app instances on one DATA_DIR stand for two gunicorn workers (or servers sharing it).
+    first = make_app(app_password=PASSWORD, secret_key="shared-secret")
+    second = make_app(app_password=PASSWORD, secret_key="shared-secret")
+    client = first.test_client()
+    login(client)
+    cookie = client.get_cookie("session").value
+    other = second.test_client()
+    other.set_cookie("session", cookie)
+    assert other.get("/chatlog", headers=JSON).status_code == 200
+
+    client.post("/logout")
+
+    assert other.get("/chatlog", headers=JSON).status_code == 401
+
+
+def test_logout_everywhere_needs_a_login(locked_app):
+    response = locked_app.test_client().post("/logout/everywhere", headers=JSON)
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(("lang", "label"), [("en", "Log out everywhere"), ("de", "Überall abmelden")])
+def test_pages_offer_log_out_everywhere_as_a_button(locked_app, lang, label):
+    client = locked_app.test_client()
+    login(client)
+
+    html = client.get("/", headers={"Accept-Language": lang}).get_data(as_text=True)
+
+    assert 'action="/logout/everywhere"' in html
+    assert f">{label}</button>" in html

@@ -209,7 +209,7 @@
     navigator.serviceWorker.register("/sw.js").catch(function () { /* works without it */ });
   }
   document.addEventListener("submit", function (event) {
-    if (event.target.matches && event.target.matches("form[action$='/logout']") && navigator.serviceWorker &&
+    if (event.target.matches && event.target.matches("form[action$='/logout'], form[action$='/logout/everywhere']") && navigator.serviceWorker &&
         navigator.serviceWorker.controller) {
       navigator.serviceWorker.controller.postMessage("clear-history");
     }
