@@ -50,6 +50,15 @@ BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request
 RECORD_PATIENCE = 20.0  # seconds an outcome waits for an unreachable history database
+# Where an answer cut at MAX_ANSWER_CHARS says so: a key of the entry's `usage` (no schema change;
+# the entry page and its JSON read it, see `answer_cut_at`).
+CUT_AT = "answer_cut_at"
+
+
+def answer_cut_at(entry: Entry) -> int | None:
+    """The length an answer was cut to (MAX_ANSWER_CHARS), or None if it is complete."""
+    value = (entry.usage or {}).get(CUT_AT)
+    return value if isinstance(value, int) else None
 
 
 class _Every:
@@ -231,6 +240,7 @@ class Generator:
         return messages, len(turns) - len(kept)
 
     def _fail(self, entry: Entry, error: UpstreamError) -> GenerationFailed:
+        error.partial = error.partial[: self.settings.max_answer_chars]
         stored = self._record(partial(self.chatlog.fail, entry, error.message, partial=error.partial))
         return GenerationFailed(stored, error)
 
@@ -265,13 +275,18 @@ class Generator:
             len(answer.text),
             answer.usage or "n/a",
         )
+        text, usage = answer.text, dict(answer.usage or {})
+        limit = self.settings.max_answer_chars
+        if len(text) > limit:
+            log.warning("The answer was cut at MAX_ANSWER_CHARS (%d of %d characters)", limit, len(text))
+            text, usage[CUT_AT] = text[:limit], limit
         return self._record(
             partial(
                 self.chatlog.finish,
                 entry,
-                answer.text,
+                text,
                 model=answer.model,
-                usage=answer.usage,
+                usage=usage,
                 context_dropped=dropped,
             )
         )
@@ -369,8 +384,28 @@ class Generator:
             watchdog.daemon = True
             watchdog.start()
             stop_check = _Every(self.chatlog.stop_poll_interval)
+            limit, received = self.settings.max_answer_chars, 0
             for chunk in stream:
+                if chunk.text and received + len(chunk.text) > limit:
+                    # MAX_ANSWER_CHARS: keep what fits, stop the upstream, store it marked as cut.
+                    head = chunk.text[: limit - received]
+                    if head:
+                        parts.append(head)
+                        yield StreamEvent("token", text=head)
+                    stream.close()
+                    log.warning("The streamed answer was cut at MAX_ANSWER_CHARS (%d characters)", limit)
+                    usage = {**usage, CUT_AT: limit}
+                    record = partial(
+                        self.chatlog.finish,
+                        entry,
+                        "".join(parts),
+                        model=model,
+                        usage=usage,
+                        context_dropped=dropped,
+                    )
+                    break
                 if chunk.text:
+                    received += len(chunk.text)
                     parts.append(chunk.text)
                     yield StreamEvent("token", text=chunk.text)
                 usage = chunk.usage or usage
@@ -406,7 +441,7 @@ class Generator:
                     self.chatlog.finish, entry, text, model=model, usage=usage, context_dropped=dropped
                 )
         except UpstreamError as error:
-            error.partial = error.partial or "".join(parts)
+            error.partial = (error.partial or "".join(parts))[: self.settings.max_answer_chars]
             record = partial(self.chatlog.fail, entry, error.message, partial=error.partial, usage=usage)
         except Exception:
             log.exception("Chat stream failed unexpectedly")

@@ -47,7 +47,10 @@ MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # above any size the image APIs produce; stops decompression bombs
 MAX_REDIRECTS = 3
 THUMB_SIZE = 256
-NAME_RE = re.compile(r"^[0-9a-f]{32}\.(png|thumb\.webp)$")
+NAME_RE = re.compile(r"[0-9a-f]{32}\.(png|thumb\.webp)")
+# The formats the image APIs return. Pillow opens nothing else: no EPS (Ghostscript), no TIFF,
+# BMP, ICO … with their own decoders and their own bugs.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 IMAGE_TYPES = {"png": "image/png", "thumb.webp": "image/webp"}
 
 # Pillow raises DecompressionBombError above twice this and warns above it (made an error below).
@@ -276,11 +279,11 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
                 if probe.width * probe.height > MAX_PIXELS:
                     raise Image.DecompressionBombError("too many pixels")
                 probe.verify()
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadImage(N_("The upstream's image is too large to decode safely.")) from None
@@ -362,7 +365,7 @@ class BaseImageStore:
         """Validate `data`, strip its metadata, and store the original and its thumbnail."""
         image = decode_image(data)
         name, thumb = f"{entry_id}.png", f"{entry_id}.thumb.webp"
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ValueError("entry ids are 32 hex digits")
         original, small = encode_image(image, data)
         self.put(thumb, small)
@@ -402,7 +405,7 @@ class BaseImageStore:
 
     def delete(self, name: str) -> bool:
         """Remove an entry's image and its thumbnail; False if there was none."""
-        if not NAME_RE.match(name) or not self.exists(name):
+        if not NAME_RE.fullmatch(name) or not self.exists(name):
             return False
         self.remove(name)
         self.remove(thumb_name(name))
@@ -414,7 +417,7 @@ class BaseImageStore:
         if not url.startswith("/images/"):
             return None
         name = url.removeprefix("/images/")
-        return name if NAME_RE.match(name) and self.exists(name) else None
+        return name if NAME_RE.fullmatch(name) and self.exists(name) else None
 
     @staticmethod
     def url(name: str) -> str:
@@ -441,7 +444,7 @@ class ImageStore(BaseImageStore):
 
     def path(self, name: str) -> Path | None:
         """The file for a served name, or None for anything that is not one of ours."""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             return None
         path = self.root / name
         return path if path.is_file() else None
@@ -459,7 +462,7 @@ class ImageStore(BaseImageStore):
         (self.root / name).unlink(missing_ok=True)
 
     def names(self) -> list[str]:
-        return sorted(n for n in os.listdir(self.root) if NAME_RE.match(n))
+        return sorted(n for n in os.listdir(self.root) if NAME_RE.fullmatch(n))
 
     def serve(self, name: str, *, download_name: str | None = None) -> Response:
         path = self.path(name)

@@ -33,10 +33,18 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from . import image_options
-from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
+from .generation import (
+    DailyCapReached,
+    GenerationFailed,
+    Generator,
+    PromptError,
+    answer_cut_at,
+    clean_prompt,
+)
 from .history import DATE_RE, Entry, HistoryStore, HistoryUnavailable, Page
 from .i18n import N_
 from .images import ImageStoreUnavailable
+from .importing import import_chatlog as import_chatlog_text
 from .rendering import code_blocks
 from .security import limit_retry_after
 
@@ -48,6 +56,7 @@ SEARCH_LIMIT = 100
 POLL_SECONDS = 0.25
 
 bp = Blueprint("web", __name__)
+bp.add_app_template_filter(answer_cut_at, "answer_cut_at")
 htmx = HTMX()
 log = logging.getLogger("app.web")
 
@@ -154,6 +163,8 @@ def _generated(kind: str) -> Response:
         "model": entry.model,
         "demo": generator.provider.demo,
     }
+    if kind == "code":
+        payload["truncated"] = answer_cut_at(entry) is not None
     if entry.parent:
         payload.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
     return jsonify(payload)
@@ -377,18 +388,13 @@ def import_chatlog():
     try:
         if upload is None or not upload.filename:
             raise ValueError(N_("Choose a chatlog.json file to import."))
-        data = json.loads(upload.read().decode("utf-8"))
-        images = current_app.extensions["images"]
-        added, skipped = _chatlog().import_seed(data, images.name_for_url)
+        text = upload.read().decode("utf-8")
+        added, skipped = import_chatlog_text(
+            text, _chatlog(), current_app.extensions["images"], current_app.config["SETTINGS"]
+        )
     except UnicodeDecodeError:
         return error_response(400, title="Import failed", message=N_("The file is not UTF-8 text."))
-    except json.JSONDecodeError as e:
-        return error_response(
-            400,
-            title="Import failed",
-            message=f"The file is not valid JSON (line {e.lineno}, column {e.colno}).",
-        )
-    except ValueError as e:
+    except ValueError as e:  # ImportFileError included: each names what is wrong
         return error_response(400, title="Import failed", message=str(e))
     message = f"Imported {added} entries, skipped {skipped} already present."
     if htmx:
@@ -413,6 +419,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
     if entry.kind == "image":
         data["image_url"] = entry.image_url
+    else:
+        data["truncated"] = answer_cut_at(entry) is not None
     if entry.error:
         data["error"] = entry.error
     if entry.parent or entry.root:
@@ -506,12 +514,20 @@ def image_file(name: str):
     images = current_app.extensions["images"]
     # Names are unique per entry and never rewritten, so the image is cached for ever.
     with contextlib.suppress(FileNotFoundError, ValueError):
-        return images.serve(name)
+        return _private_behind_login(images.serve(name))
     if name.endswith(".thumb.webp"):
         # Images stored before thumbnails existed: the original stands in for its thumbnail.
         with contextlib.suppress(FileNotFoundError, ValueError):
-            return images.serve(name.removesuffix(".thumb.webp") + ".png")
+            return _private_behind_login(images.serve(name.removesuffix(".thumb.webp") + ".png"))
     abort(404, description=N_("There is no such image."))
+
+
+def _private_behind_login(response: Response) -> Response:
+    """With APP_PASSWORD set, an image is for this browser only: no shared cache may keep it."""
+    cache = response.headers.get("Cache-Control", "")
+    if current_app.config["SETTINGS"].app_password and cache.startswith("public"):
+        response.headers["Cache-Control"] = "private" + cache.removeprefix("public")
+    return response
 
 
 def download_name(prompt: str, extension: str) -> str:
