@@ -37,6 +37,29 @@ wsgi_app = "app:create_app()"
 control_socket_disable = True
 
 
+def on_starting(server):
+    """Refuse to listen beyond this machine without APP_PASSWORD, whatever address `-b` gives
+    (the app itself only sees HOST): the same rule and message as `make run`."""
+    from dataclasses import replace
+
+    from app.config import ConfigError, load_settings, open_bind_error
+
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        raise RuntimeError(str(e)) from None
+    for address in server.cfg.bind:
+        if address.startswith(("unix:", "fd://")):
+            continue  # a local socket: only this machine can connect
+        if address.startswith("["):
+            host = address[1 : address.index("]")]
+        else:
+            host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+        if message := open_bind_error(replace(settings, host=host or "0.0.0.0")):
+            # gunicorn prints a RuntimeError from a hook as "Error: …" and exits with status 1.
+            raise RuntimeError(message.replace(f"HOST={host}", f"The bind address {address}", 1))
+
+
 def worker_exit(server, worker):
     """On shutdown, let answers still streaming into the history finish before the worker ends."""
     app = getattr(worker, "wsgi", None)

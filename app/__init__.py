@@ -7,7 +7,14 @@ from typing import Any
 
 from flask import Flask
 
-from .config import ConfigError, Settings, ensure_secret_key, load_settings, settings_from_mapping
+from .config import (
+    ConfigError,
+    Settings,
+    ensure_secret_key,
+    load_settings,
+    open_bind_error,
+    settings_from_mapping,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,13 +34,8 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     else:
         settings = load_settings()
 
-    if not settings.loopback and not settings.app_password and not settings.allow_unauthenticated:
-        raise ConfigError(
-            f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
-            "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
-            "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it. "
-            "Set TRUSTED_HOSTS to the names people use to reach it too: any other Host is refused."
-        )
+    if message := open_bind_error(settings):
+        raise ConfigError(message)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -147,11 +147,11 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
 
 
-_RATE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$", re.IGNORECASE)
+_RATE = re.compile(r"[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|day)s?", re.IGNORECASE)
 
 
 def _rate(name: str, raw: str) -> str:
-    if not all(_RATE.match(part.strip()) for part in raw.split(";")):
+    if not all(_RATE.fullmatch(part.strip()) for part in raw.split(";")):
         raise ConfigError(f"{name} must be a rate such as '30 per minute' or '5/second', got {raw!r}")
     return raw
 
@@ -166,7 +166,7 @@ def _base_url(raw: str) -> str:
 
 
 _HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
 
 
@@ -174,7 +174,7 @@ def _host(raw: str) -> str:
     try:
         ipaddress.ip_address(raw)
     except ValueError:
-        if not _HOSTNAME.match(raw):
+        if not _HOSTNAME.fullmatch(raw):
             raise ConfigError(f"HOST must be an IP address or host name, got {raw!r}") from None
     return raw
 
@@ -202,16 +202,28 @@ def _trusted_hosts(raw: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def _s3_url(raw: str) -> str:
     parsed = urlparse(raw)
-    if parsed.scheme != "s3" or not _BUCKET.match(parsed.netloc or ""):
+    if parsed.scheme != "s3" or not _BUCKET.fullmatch(parsed.netloc or ""):
         raise ConfigError(
             f"IMAGE_STORE_URL must be s3://bucket or s3://bucket/prefix (a valid bucket name), got {raw!r}"
         )
     return raw.rstrip("/")
+
+
+def open_bind_error(settings: Settings) -> str | None:
+    """Why the app must not listen on `settings.host` (others could reach it, no password), or None."""
+    if settings.loopback or settings.app_password or settings.allow_unauthenticated:
+        return None
+    return (
+        f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
+        "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
+        "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it. "
+        "Set TRUSTED_HOSTS to the names people use to reach it too: any other Host is refused."
+    )
 
 
 def load_settings(

@@ -45,7 +45,8 @@ from .files import atomic_write
 
 log = logging.getLogger("app.history")
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# \Z, not $ (which also matches before a trailing newline); ASCII digits only. Callers use match().
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 KINDS = ("code", "image")
 TABLE = "entries"
 SEQUENCE_BLOCK = 16

@@ -47,7 +47,7 @@ MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # above any size the image APIs produce; stops decompression bombs
 MAX_REDIRECTS = 3
 THUMB_SIZE = 256
-NAME_RE = re.compile(r"[0-9a-f]{32}\.(png|thumb\.webp)")
+NAME_RE = re.compile(r"[0-9a-f]{32}\.(png|thumb\.webp)\Z")  # used with fullmatch; \Z for any match()
 # The formats the image APIs return. Pillow opens nothing else: no EPS (Ghostscript), no TIFF,
 # BMP, ICO … with their own decoders and their own bugs.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")

@@ -500,10 +500,10 @@ def delete_entry(date: str, index: int):
 @bp.delete("/chatlog/<date>")
 def delete_day(date: str):
     removed: set[str] = set()
-    if DATE_RE.match(date):
+    if DATE_RE.fullmatch(date):
         live = (Entry.from_dict(raw) for raw in _chatlog().iter_entries(since=date, until=date))
         removed = _remove_images(live)
-    deleted = _chatlog().delete_day(date) if DATE_RE.match(date) else []
+    deleted = _chatlog().delete_day(date) if DATE_RE.fullmatch(date) else []
     if not deleted:
         abort(404, description=f"There are no history entries on {date}.")
     return _deleted(deleted, f"Deleted {len(deleted)} entries of {date}.", removed)

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -1091,3 +1092,125 @@ def test_pages_offer_log_out_everywhere_as_a_button(locked_app, lang, label):
 
     assert 'action="/logout/everywhere"' in html
     assert f">{label}</button>" in html
+
+
+# -- gunicorn's own bind address -----------------------------------------------------------------
+
+
+def _gunicorn(bind: str, tmp_path, **env_extra) -> subprocess.Popen:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "APP_", "FLASK_"))
+        and k not in ("HOST", "PORT", "DATA_DIR", "SECRET_KEY", "ALLOW_UNAUTHENTICATED", "TRUSTED_HOSTS")
+    }
+    env.update(PYTHONPATH=str(ROOT), DATA_DIR=str(tmp_path / "data"), WEB_WORKERS="1", WEB_THREADS="2")
+    env.update(env_extra)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    return subprocess.Popen(
+        [str(gunicorn), "--config", str(ROOT / "gunicorn.conf.py"), "-b", bind],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int | None, str]:
+    """(exit status, stderr) once it exits within `timeout`; (None, stderr) after stopping it."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        return proc.returncode, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 15)
+        _, err = proc.communicate(timeout=30)
+        return None, err
+
+
+def test_gunicorn_bound_to_0_0_0_0_without_password_refuses_to_start(tmp_path):
+    proc = _gunicorn(f"0.0.0.0:{_free_port()}", tmp_path)
+
+    status, stderr = _finish(proc, timeout=30)
+
+    assert status == 1, stderr[-2000:]
+    assert "APP_PASSWORD" in stderr
+    assert "0.0.0.0" in stderr
+    assert "Booting worker" not in stderr
+
+
+def test_gunicorn_bound_to_loopback_without_password_starts(tmp_path):
+    import requests
+
+    port = _free_port()
+    proc = _gunicorn(f"127.0.0.1:{port}", tmp_path)
+    try:
+        for _ in range(150):  # bounded: up to ~30 s for the first answer
+            if proc.poll() is not None:
+                break
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
+    finally:
+        _finish(proc, timeout=0.1)
+
+
+def test_gunicorn_bound_to_0_0_0_0_with_a_password_is_not_refused(tmp_path):
+    proc = _gunicorn(f"0.0.0.0:{_free_port()}", tmp_path, APP_PASSWORD=PASSWORD)
+
+    status, stderr = _finish(proc, timeout=8)
+
+    assert status is None, stderr[-2000:]  # still running when stopped: it started
+    assert PASSWORD not in stderr
+
+
+# -- control characters in the log ---------------------------------------------------------------
+
+
+def test_ansi_escapes_in_an_upstream_error_are_escaped_in_the_log(make_app, upstream, data_dir):
+    app = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url)
+    hostile = "boom \x1b[2J\x1b[31mFAKE ALERT\x1b[0m \x07\x9b31m end"
+    upstream.script("/v1/chat/completions", Reply(status=500, json=error_body(hostile)))
+
+    response = app.test_client().post("/generate_code", data={"prompt": "hi"})
+
+    assert response.status_code == 500
+    log = (data_dir / "app.log").read_text(encoding="utf-8")
+    assert "\\x1b[2J\\x1b[31mFAKE ALERT\\x1b[0m \\x07\\x9b31m end" in log
+    assert not any(c in log for c in "\x1b\x07\x9b")
+
+
+# -- name and date patterns match whole strings only ---------------------------------------------
+
+
+def test_name_and_date_patterns_refuse_a_trailing_newline():
+    from app.history import DATE_RE, parse_cursor
+    from app.images import NAME_RE
+
+    assert DATE_RE.match("2024-01-01\n") is None
+    assert NAME_RE.match("0" * 32 + ".png\n") is None
+    assert parse_cursor("2024-01-01\n/3") is None
+    assert parse_cursor("2024-01-01/3") == ("2024-01-01", 3)
+
+
+def test_a_date_with_a_trailing_newline_is_not_a_history_day(demo_app):
+    chatlog = demo_app.extensions["chatlog"]
+
+    with pytest.raises(ValueError, match="not a date"):
+        chatlog._path("2024-01-01\n")
+    with pytest.raises(ValueError, match="not a date"):
+        chatlog.validate_seed({"2024-01-01\n": []})
+
+
+def test_host_setting_refuses_a_trailing_newline():
+    from app.config import _host
+
+    with pytest.raises(ConfigError, match="HOST"):
+        _host("example.com\n")
