@@ -1214,3 +1214,12 @@ def test_host_setting_refuses_a_trailing_newline():
 
     with pytest.raises(ConfigError, match="HOST"):
         _host("example.com\n")
+
+
+def test_foreign_host_page_is_in_german_when_asked(demo_app):
+    response = demo_app.test_client().get(
+        "/", base_url=REBIND, headers={"Accept": "text/html", "Accept-Language": "de"}
+    )
+
+    assert response.status_code == 421
+    assert "Dieser Server antwortet nicht auf diesen Hostnamen" in response.get_data(as_text=True)
