@@ -78,6 +78,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     from . import assets, auth, cli, hosts, i18n, pwa, security, web
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
+    hosts.init_app(app, settings)  # first: a request for a foreign host name gets no further
     i18n.init_app(app, ROOT)
     web.htmx.init_app(app)
     app.register_blueprint(web.bp)
@@ -93,7 +94,6 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         COMPRESS_MIN_SIZE=500,
     )
     Compress(app)
-    hosts.init_app(app, settings)  # first: a request for a foreign host name gets no further
     auth.init_app(app)
     security.init_app(app, settings, image_origin=getattr(images, "origin", lambda: None)())
     cli.init_app(app)

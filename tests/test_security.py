@@ -1223,3 +1223,10 @@ def test_foreign_host_page_is_in_german_when_asked(demo_app):
 
     assert response.status_code == 421
     assert "Dieser Server antwortet nicht auf diesen Hostnamen" in response.get_data(as_text=True)
+
+
+def test_foreign_host_gets_no_language_redirect_either(demo_app):
+    response = demo_app.test_client().get("/chatlog?lang=de", base_url=REBIND, headers=JSON)
+
+    assert response.status_code == 421
+    assert "Set-Cookie" not in response.headers
