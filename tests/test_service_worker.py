@@ -82,39 +82,42 @@ def test_offline_a_visited_entry_page_still_opens(new_tab, demo_app):  # noqa: F
     expect(tab.page.get_by_role("article")).to_contain_text(CODE_PROMPT)
 
 
-def test_a_way_to_the_login_page_clears_kept_pages(new_tab, make_app):  # noqa: F811
+@pytest.fixture
+def kept_entry(new_tab, make_app):  # noqa: F811
+    """(tab, entry permalink, end_every_session): logged in, an entry page visited and kept."""
     app = make_app(app_password=PASSWORD)
-    links = seed_entries_logged_in(app)
+    link = seed_entries_logged_in(app)["code"]
     tab = controlled_tab(new_tab, app, "/login")
     log_in(tab)
-    tab.goto(links["code"])
+    tab.goto(link)
     expect(tab.page.get_by_role("article")).to_contain_text(CODE_PROMPT)
-    assert links["code"] in cached(tab)
+    assert link in cached(tab)
 
-    # Logged out elsewhere ("Log out everywhere" in another browser): the next page redirects.
-    other = app.test_client()
-    other.post("/login", data={"password": PASSWORD, "next": "/"})
-    assert other.post("/logout/everywhere").status_code == 302
-    tab.goto("/chatlog")
+    def end_every_session() -> None:
+        """End every session, as "Log out everywhere" in another browser does."""
+        other = app.test_client()
+        other.post("/login", data={"password": PASSWORD, "next": "/"})
+        assert other.post("/logout/everywhere").status_code == 302
+
+    return tab, link, end_every_session
+
+
+def test_a_way_to_the_login_page_clears_kept_pages(kept_entry):
+    tab, link, end_every_session = kept_entry
+    end_every_session()
+
+    tab.goto("/chatlog")  # redirected to the login page
     expect(tab.page.get_by_label("Password")).to_be_visible()
 
     assert [path for path in cached(tab) if not path.startswith("/login")] == []
     tab.page.context.set_offline(True)
-    tab.goto(links["code"])
+    tab.goto(link)
     expect(tab.page.get_by_role("heading", level=1)).to_have_text("You are offline")
 
 
-def test_a_401_clears_kept_pages(new_tab, make_app):  # noqa: F811
-    app = make_app(app_password=PASSWORD)
-    links = seed_entries_logged_in(app)
-    tab = controlled_tab(new_tab, app, "/login")
-    log_in(tab)
-    tab.goto(links["code"])
-    expect(tab.page.get_by_role("article")).to_contain_text(CODE_PROMPT)
-    assert links["code"] in cached(tab)
-    other = app.test_client()
-    other.post("/login", data={"password": PASSWORD, "next": "/"})
-    other.post("/logout/everywhere")
+def test_a_401_clears_kept_pages(kept_entry):
+    tab, _link, end_every_session = kept_entry
+    end_every_session()
 
     status = tab.page.evaluate(
         "() => fetch('/chatlog', {headers: {Accept: 'application/json'}}).then(r => r.status)"
