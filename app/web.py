@@ -606,13 +606,19 @@ def vary_on_htmx(response: Response) -> Response:
     response.vary.add("HX-Request")
     if request.path != "/" and not request.path.startswith("/static/"):
         response.vary.add("Accept")
-    # Pages and answers change with every generation and hold the user's history. A full page
-    # may be kept by this browser alone and must be asked for again each time (the service
-    # worker keeps visited pages for offline reading; it never keeps `no-store`); everything
-    # else (fragments, JSON, exports, errors) is never stored.
+    # Pages and answers change with every generation and hold the user's history: never let a
+    # browser's back button show a stale copy, nor keep one on disk. The one exception: a full
+    # page the service worker asks for (X-Offline-Copy) to keep for offline reading is
+    # `private, no-cache`; it never keeps anything `no-store` (fragments, JSON, exports, errors).
     if "Cache-Control" not in response.headers and not request.path.startswith("/static/"):
-        page = response.status_code == 200 and response.mimetype == "text/html" and not htmx
-        response.headers["Cache-Control"] = "private, no-cache" if page else "no-store"
+        keep = (
+            request.headers.get("X-Offline-Copy") == "1"
+            and response.status_code == 200
+            and response.mimetype == "text/html"
+            and not htmx
+        )
+        response.headers["Cache-Control"] = "private, no-cache" if keep else "no-store"
+        response.vary.add("X-Offline-Copy")
     return response
 
 

@@ -24,7 +24,11 @@ self.addEventListener("install", (event) => {
     Promise.all([
       caches.open(SHELL).then((cache) => cache.addAll(PRECACHE)),
       // The start page, so the installed app opens offline even if "/" loaded before this worker.
-      caches.open(PAGES).then((cache) => cache.add("/")).catch(() => undefined),
+      caches.open(PAGES).then((cache) =>
+        fetch(offlineCopyRequest(new Request("/"))).then((response) =>
+          storable(response) && !loggedOut(response) ? cache.put("/", response) : undefined
+        )
+      ).catch(() => undefined),
     ]).then(() => self.skipWaiting())
   );
 });
@@ -59,6 +63,15 @@ function storable(response) {
     !/(^|,)\s*no-store\s*(,|$)/i.test(response.headers.get("Cache-Control") || "");
 }
 
+// Pages are `no-store` unless the worker asks for a copy to keep (X-Offline-Copy): then they
+// come `private, no-cache`. Always from the server while online, never the HTTP cache's copy (a
+// back navigation would take that one unchecked and show a stale history).
+function offlineCopyRequest(request) {
+  const headers = new Headers(request.headers);
+  headers.set("X-Offline-Copy", "1");
+  return new Request(request, { cache: "no-store", headers });
+}
+
 async function networkOnly(request) {
   const response = await fetch(request);
   if (loggedOut(response)) await clearHistory();
@@ -68,7 +81,7 @@ async function networkOnly(request) {
 async function networkFirst(request) {
   const cache = await caches.open(PAGES);
   try {
-    const response = await fetch(request);
+    const response = await fetch(offlineCopyRequest(request));
     if (loggedOut(response) || new URL(request.url).pathname === "/login") {
       await clearHistory();
     } else if (storable(response)) {

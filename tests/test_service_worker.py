@@ -151,3 +151,20 @@ def test_log_out_everywhere_is_a_keyboard_reachable_button(new_tab, make_app):  
 
     expect(tab.page.get_by_label("Password")).to_be_visible()
     assert re.search(r"/login$", tab.page.url)
+
+
+def test_pages_are_no_store_unless_the_worker_asks_for_an_offline_copy(demo_app):
+    client = demo_app.test_client()
+    links = seed_entries(demo_app)
+
+    plain = client.get(links["code"])
+    for_worker = client.get(links["code"], headers={"X-Offline-Copy": "1"})
+    fragment = client.get(links["code"], headers={"X-Offline-Copy": "1", "HX-Request": "true"})
+    export = client.get("/chatlog.json", headers={"X-Offline-Copy": "1"})
+
+    assert plain.status_code == for_worker.status_code == 200
+    assert plain.headers["Cache-Control"] == "no-store"
+    assert for_worker.headers["Cache-Control"] == "private, no-cache"
+    assert fragment.headers["Cache-Control"] == "no-store"
+    assert export.headers["Cache-Control"] == "no-store"
+    assert "X-Offline-Copy" in for_worker.headers["Vary"]
