@@ -1191,22 +1191,25 @@ def test_ansi_escapes_in_an_upstream_error_are_escaped_in_the_log(make_app, upst
 
 
 def test_name_and_date_patterns_refuse_a_trailing_newline():
-    from app.history import DATE_RE, parse_cursor
+    from app.history import parse_cursor
     from app.images import NAME_RE
 
-    assert DATE_RE.match("2024-01-01\n") is None
     assert NAME_RE.match("0" * 32 + ".png\n") is None
     assert parse_cursor("2024-01-01\n/3") is None
-    assert parse_cursor("2024-01-01/3") == ("2024-01-01", 3)
+    assert tuple(parse_cursor("2024-01-01/3")) == ("2024-01-01", 3)
 
 
-def test_a_date_with_a_trailing_newline_is_not_a_history_day(demo_app):
-    chatlog = demo_app.extensions["chatlog"]
+def test_a_date_with_a_trailing_newline_is_no_history_day(demo_app):
+    client = demo_app.test_client()
+    today_entry(client, "today")
 
-    with pytest.raises(ValueError, match="not a date"):
-        chatlog._path("2024-01-01\n")
-    with pytest.raises(ValueError, match="not a date"):
-        chatlog.validate_seed({"2024-01-01\n": []})
+    followup = client.post("/generate_code", data={"prompt": "more", "parent": "/chatlog/2024-01-01\n/0"})
+    upload = io.BytesIO(b'{"2024-01-01\\n": [{"prompt": "p", "response": "r"}]}')
+    imported = client.post("/chatlog/import", data={"file": (upload, "chatlog.json")})
+
+    assert followup.status_code == 400
+    assert imported.status_code == 400
+    assert stored(demo_app) == 1
 
 
 def test_host_setting_refuses_a_trailing_newline():
