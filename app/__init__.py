@@ -108,5 +108,6 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.add_template_filter(snippet, "snippet")
     app.add_template_filter(quote_markdown, "quote_markdown")
     app.add_template_filter(code_blocks, "code_blocks")
+    app.add_template_filter(Generator.answer_cut_at, "answer_cut_at")
     app.add_template_global(settings.demo, "demo")
     return app

@@ -120,7 +120,7 @@ def migrate_history(
     dates = source.dates()
     # Days whose file was lost to damage keep their used indexes only in the sequence: carry
     # them over too, so the database never hands out those permalinks again.
-    lost = {d: int(n) for d, n in sequence.items() if d not in set(dates) and DATE_RE.fullmatch(d)}
+    lost = {d: int(n) for d, n in sequence.items() if d not in set(dates) and DATE_RE.match(d)}
     target.import_entries([], lost)
     sizes = {d: (source.root / f"{d}.json").stat().st_size for d in dates}
     added = updated = unchanged = 0

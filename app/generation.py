@@ -50,15 +50,6 @@ BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 CLAIM_GRACE = 30.0  # seconds past UPSTREAM_TIMEOUT after which a claimed stream is presumed dead
 LATE_START = 600.0  # a pending entry older than this is not answered without a new request
 RECORD_PATIENCE = 20.0  # seconds an outcome waits for an unreachable history database
-# Where an answer cut at MAX_ANSWER_CHARS says so: a key of the entry's `usage` (no schema change;
-# the entry page and its JSON read it, see `answer_cut_at`).
-CUT_AT = "answer_cut_at"
-
-
-def answer_cut_at(entry: Entry) -> int | None:
-    """The length an answer was cut to (MAX_ANSWER_CHARS), or None if it is complete."""
-    value = (entry.usage or {}).get(CUT_AT)
-    return value if isinstance(value, int) else None
 
 
 class _Every:
@@ -132,8 +123,19 @@ def clean_prompt(raw: object, max_chars: int) -> str:
     return prompt
 
 
+# Where an answer cut at MAX_ANSWER_CHARS says so: a key of the entry's `usage` (no schema change;
+# the entry page and its JSON read it through Generator.answer_cut_at).
+CUT_AT = "answer_cut_at"
+
+
 class Generator:
     """Ties a provider, the history and the image store together for one app."""
+
+    @staticmethod
+    def answer_cut_at(entry: Entry) -> int | None:
+        """The length an answer was cut to (MAX_ANSWER_CHARS), or None if it is complete."""
+        value = (entry.usage or {}).get(CUT_AT)
+        return value if isinstance(value, int) else None
 
     def __init__(
         self,
@@ -375,6 +377,7 @@ class Generator:
         model = entry.model
         finish_reason: str | None = None
         record: Callable[[], Entry] | None = None
+        limit, received = self.settings.max_answer_chars, 0  # MAX_ANSWER_CHARS, and how far
         try:
             stream = self._with_retries(
                 lambda timeout: self.provider.stream(messages, entry.model, timeout), deadline
@@ -384,7 +387,6 @@ class Generator:
             watchdog.daemon = True
             watchdog.start()
             stop_check = _Every(self.chatlog.stop_poll_interval)
-            limit, received = self.settings.max_answer_chars, 0
             for chunk in stream:
                 if chunk.text and received + len(chunk.text) > limit:
                     # MAX_ANSWER_CHARS: keep what fits, stop the upstream, store it marked as cut.

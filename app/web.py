@@ -33,14 +33,7 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from . import image_options
-from .generation import (
-    DailyCapReached,
-    GenerationFailed,
-    Generator,
-    PromptError,
-    answer_cut_at,
-    clean_prompt,
-)
+from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
 from .history import DATE_RE, Entry, HistoryStore, HistoryUnavailable, Page
 from .i18n import N_
 from .images import ImageStoreUnavailable
@@ -56,7 +49,6 @@ SEARCH_LIMIT = 100
 POLL_SECONDS = 0.25
 
 bp = Blueprint("web", __name__)
-bp.add_app_template_filter(answer_cut_at, "answer_cut_at")
 htmx = HTMX()
 log = logging.getLogger("app.web")
 
@@ -164,7 +156,7 @@ def _generated(kind: str) -> Response:
         "demo": generator.provider.demo,
     }
     if kind == "code":
-        payload["truncated"] = answer_cut_at(entry) is not None
+        payload["truncated"] = Generator.answer_cut_at(entry) is not None
     if entry.parent:
         payload.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
     return jsonify(payload)
@@ -420,7 +412,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     if entry.kind == "image":
         data["image_url"] = entry.image_url
     else:
-        data["truncated"] = answer_cut_at(entry) is not None
+        data["truncated"] = Generator.answer_cut_at(entry) is not None
     if entry.error:
         data["error"] = entry.error
     if entry.parent or entry.root:
@@ -500,10 +492,10 @@ def delete_entry(date: str, index: int):
 @bp.delete("/chatlog/<date>")
 def delete_day(date: str):
     removed: set[str] = set()
-    if DATE_RE.fullmatch(date):
+    if DATE_RE.match(date):
         live = (Entry.from_dict(raw) for raw in _chatlog().iter_entries(since=date, until=date))
         removed = _remove_images(live)
-    deleted = _chatlog().delete_day(date) if DATE_RE.fullmatch(date) else []
+    deleted = _chatlog().delete_day(date) if DATE_RE.match(date) else []
     if not deleted:
         abort(404, description=f"There are no history entries on {date}.")
     return _deleted(deleted, f"Deleted {len(deleted)} entries of {date}.", removed)
