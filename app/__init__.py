@@ -104,10 +104,10 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         n = settings.proxy_fix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.add_template_filter(render_markdown, "markdown")
+    app.add_template_filter(Generator.answer_cut_at, "answer_cut_at")
     app.add_template_filter(highlight_matches, "highlight")
     app.add_template_filter(snippet, "snippet")
     app.add_template_filter(quote_markdown, "quote_markdown")
     app.add_template_filter(code_blocks, "code_blocks")
-    app.add_template_filter(Generator.answer_cut_at, "answer_cut_at")
     app.add_template_global(settings.demo, "demo")
     return app
