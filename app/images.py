@@ -130,7 +130,7 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise BadImage(N_("The image URL's host could not be found.")) from None
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
