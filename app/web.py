@@ -155,8 +155,8 @@ def _generated(kind: str) -> Response:
         "model": entry.model,
         "demo": generator.provider.demo,
     }
-    if kind == "code":
-        payload["truncated"] = Generator.answer_cut_at(entry) is not None
+    if kind == "code" and Generator.answer_cut_at(entry) is not None:
+        payload["truncated"] = True  # cut at MAX_ANSWER_CHARS; only then, so the seed shape stays
     if entry.parent:
         payload.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
     return jsonify(payload)
@@ -411,8 +411,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
     if entry.kind == "image":
         data["image_url"] = entry.image_url
-    else:
-        data["truncated"] = Generator.answer_cut_at(entry) is not None
+    elif Generator.answer_cut_at(entry) is not None:
+        data["truncated"] = True  # cut at MAX_ANSWER_CHARS
     if entry.error:
         data["error"] = entry.error
     if entry.parent or entry.root:

@@ -140,7 +140,8 @@ def test_answer_within_the_limit_is_not_marked(make_app, upstream):
 
     body = client.post("/generate_code", data={"prompt": "short"}).get_json()
 
-    assert body["truncated"] is False
+    assert "truncated" not in body
+    assert "truncated" not in client.get(body["entry"], headers=JSON).get_json()
     assert "cut at" not in client.get(body["entry"]).get_data(as_text=True)
 
 
