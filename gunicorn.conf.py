@@ -59,6 +59,23 @@ control_socket_disable = True
 def when_ready(server):
     """Once the master listens: the one-line banner (where, which upstream, which data)."""
     print(banner(settings), flush=True)
+def on_starting(server):
+    """Refuse to listen beyond this machine without APP_PASSWORD, whatever address `-b` gives
+    (the app itself only sees HOST): the same rule and message as `make run`."""
+    from dataclasses import replace
+
+    from app.config import open_bind_error
+
+    for address in server.cfg.bind:
+        if address.startswith(("unix:", "fd://")):
+            continue  # a local socket: only this machine can connect
+        if address.startswith("["):
+            host = address[1 : address.index("]")]
+        else:
+            host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+        if message := open_bind_error(replace(settings, host=host or "0.0.0.0")):
+            # gunicorn prints a RuntimeError from a hook as "Error: …" and exits with status 1.
+            raise RuntimeError(message.replace(f"HOST={host}", f"The bind address {address}", 1))
 
 
 def worker_exit(server, worker):

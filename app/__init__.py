@@ -75,9 +75,10 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
 
     from flask_compress import Compress
 
-    from . import assets, auth, cli, i18n, pwa, security, web
+    from . import assets, auth, cli, hosts, i18n, pwa, security, web
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
+    hosts.init_app(app, settings)  # first: a request for a foreign host name gets no further
     i18n.init_app(app, ROOT)
     HistoryRows().init_app(app)
     web.htmx.init_app(app)
@@ -105,6 +106,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         n = settings.proxy_fix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.add_template_filter(render_markdown, "markdown")
+    app.add_template_filter(Generator.answer_cut_at, "answer_cut_at")
     app.add_template_filter(highlight_matches, "highlight")
     app.add_template_filter(snippet, "snippet")
     app.add_template_filter(quote_markdown, "quote_markdown")

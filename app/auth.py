@@ -5,8 +5,12 @@
   the owner's API money. Same-origin htmx requests and non-browser clients (curl, scripts, the
   seed's JSON API), which send neither header, keep working.
 - With `APP_PASSWORD` set, every page and API call needs a session (the login page) or the header
-  `Authorization: Bearer <APP_PASSWORD>`; passwords are compared in constant time and login
-  attempts are rate limited.
+  `Authorization: Bearer <APP_PASSWORD>`; passwords are compared in constant time.
+- Guessing is rate limited: a wrong login password and a wrong bearer token each count once
+  against LOGIN_RATE_LIMIT per client address (one counter for both), and are logged without
+  the guess. A wrong bearer token gets 401 JSON on every route, never the login page.
+- Sessions can be revoked on the server (app.sessions): "Log out" ends that session, "Log out
+  everywhere" (or a new APP_PASSWORD) ends all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
+import time
 from urllib.parse import urlsplit
 
 from flask import (
@@ -29,8 +35,12 @@ from flask import (
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+from limits.strategies import RateLimiter
 
 from .i18n import N_
+from .sessions import SessionRegistry
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger("app.auth")
@@ -70,17 +80,111 @@ def _matches(given: str, password: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), password.encode("utf-8"))
 
 
+def _registry() -> SessionRegistry:
+    return current_app.extensions["sessions"]
+
+
+def _session_valid(password: str) -> bool:
+    """A logged-in session for this password that has not been revoked on the server."""
+    token = session.get("auth")
+    if not isinstance(token, str) or not hmac.compare_digest(token, _session_token(password)):
+        return False
+    return _registry().is_valid(session.get("sid"), session.get("epoch"))
+
+
+def _bearer() -> str | None:
+    """The token of an `Authorization: Bearer …` header ('' for an empty one), else None."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
+
+
 def is_authenticated() -> bool:
-    """True without APP_PASSWORD; else for a logged-in session or a correct bearer token."""
+    """True without APP_PASSWORD; else for a valid session or a correct bearer token."""
     password = _password()
     if not password:
         return True
-    token = session.get("auth")
-    if isinstance(token, str) and hmac.compare_digest(token, _session_token(password)):
+    if _session_valid(password):
         return True
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and bool(given) and _matches(given.strip(), password)
+    given = _bearer()
+    return bool(given) and _matches(given, password)
+
+
+class GuessLimit:
+    """Failed password attempts per client address (login form and bearer token alike),
+    counted in the rate limiter's storage (shared across workers when that is Redis)."""
+
+    def __init__(self, rate: str) -> None:
+        self.rate = rate
+        self.items = parse_many(rate)
+
+    @staticmethod
+    def _strategy() -> RateLimiter:
+        # The limiter's own strategy (moving window), on its storage or its in-memory fallback.
+        return current_app.extensions["app_limiter"].limiter
+
+    @staticmethod
+    def _key() -> tuple[str, str]:
+        return "login-failures", get_remote_address()
+
+    def exhausted(self) -> int | None:
+        """Seconds until the next attempt may be made, or None while attempts remain."""
+        strategy = self._strategy()
+        try:
+            waits = [
+                strategy.get_window_stats(item, *self._key()).reset_time - time.time()
+                for item in self.items
+                if not strategy.test(item, *self._key())
+            ]
+        except Exception:  # a shared storage that is down must not lock everyone out
+            log.exception("The rate limit storage cannot be reached; failed logins are not counted")
+            return None
+        return max(1, math.ceil(max(waits))) if waits else None
+
+    def failed(self) -> None:
+        """Count one failed attempt."""
+        strategy = self._strategy()
+        try:
+            for item in self.items:
+                strategy.hit(item, *self._key())
+        except Exception:
+            log.exception("The rate limit storage cannot be reached; failed logins are not counted")
+
+
+def _guesses() -> GuessLimit:
+    return current_app.extensions["guess_limit"]
+
+
+def _too_many_guesses(wait: int):
+    message = (
+        f"Too many failed password attempts (the limit is {_guesses().rate}). "
+        f"Please try again in {wait} seconds."
+    )
+    if request.blueprint == "auth" and request.method == "POST":
+        response = make_response(render_template("login.html", next="", error=message), 429)
+    else:
+        response = make_response(jsonify(error=message), 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def _check_bearer():
+    """A request with a bearer token: the right one passes; a wrong one is a counted, logged
+    guess answered with 401 JSON. While the client's guesses are used up, every token is refused."""
+    given = _bearer()
+    password = _password()
+    if given is None or not password:
+        return None
+    if (wait := _guesses().exhausted()) is not None:
+        log.warning("Refused a bearer token: too many failed attempts from this client")
+        return _too_many_guesses(wait)
+    if given and _matches(given, password):
+        return None
+    _guesses().failed()
+    log.warning("Wrong bearer token on %s %s", request.method, request.path)
+    response = jsonify(error="Wrong bearer token: send Authorization: Bearer <APP_PASSWORD>.")
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="chat", error="invalid_token"'
+    return response
 
 
 def _same_site_violation() -> str | None:
@@ -105,6 +209,8 @@ def check_request():
     if request.method not in SAFE_METHODS and (why := _same_site_violation()):
         log.warning("Refused a cross-site %s %s (%s)", request.method, request.path, why)
         return _deny(403, N_("This request came from another website and was refused."))
+    if (refused := _check_bearer()) is not None:
+        return refused
     if request.endpoint in OPEN_ENDPOINTS or is_authenticated():
         return None
     if request.headers.get("HX-Request") == "true":
@@ -146,26 +252,49 @@ def login():
         return redirect(url_for("web.index"))
     if request.method == "GET":
         return render_template("login.html", next=request.args.get("next", ""), error=None)
+    if (wait := _guesses().exhausted()) is not None:
+        log.warning("Login refused: too many failed attempts from this client")
+        return _too_many_guesses(wait)
     given = request.form.get("password", "")
     target = _safe_next(request.form.get("next"))
     if isinstance(given, str) and _matches(given, password):
         session.clear()
         session["auth"] = _session_token(password)
+        session["sid"] = SessionRegistry.new_id()
+        session["epoch"] = _registry().epoch()
         session.permanent = True
         log.info("Login succeeded")
         return redirect(target)
+    _guesses().failed()
     log.warning("Login failed")
     return render_template("login.html", next=target, error=N_("Wrong password.")), 401
 
 
 @bp.post("/logout")
 def logout():
+    """End this session, here and on the server: a copy of its cookie no longer works."""
+    _registry().revoke(session.get("sid"))
+    session.clear()
+    return redirect(url_for("auth.login") if _password() else url_for("web.index"))
+
+
+@bp.post("/logout/everywhere")
+def logout_everywhere():
+    """End every session of every browser (a lost laptop, a shared password)."""
+    if _password():
+        _registry().revoke_all()
+        log.warning("Logged out everywhere: every session was ended")
     session.clear()
     return redirect(url_for("auth.login") if _password() else url_for("web.index"))
 
 
 def init_app(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
     app.session_interface = SessionInterface()
+    app.extensions["sessions"] = SessionRegistry(
+        settings.data_dir, app.permanent_session_lifetime.total_seconds()
+    )
+    app.extensions["guess_limit"] = GuessLimit(settings.login_rate_limit)
     app.register_blueprint(bp)
     app.before_request(check_request)
     app.add_template_global(lambda: bool(_password()), "login_enabled")

@@ -18,18 +18,20 @@ from flask.cli import with_appcontext
 @with_appcontext
 def import_chatlog(file) -> None:
     """Import a chatlog.json in the seed's format; entries already present are skipped."""
+    from .importing import import_chatlog as import_text
+
     try:
-        data = json.load(file)
-    except json.JSONDecodeError as e:
-        raise click.ClickException(
-            f"{file.name} is not valid JSON (line {e.lineno}, column {e.colno})"
-        ) from None
+        text = file.read()
     except UnicodeDecodeError:
         raise click.ClickException(f"{file.name} is not UTF-8 text") from None
-    images = current_app.extensions["images"]
     try:
-        added, skipped = current_app.extensions["chatlog"].import_seed(data, images.name_for_url)
-    except ValueError as e:
+        added, skipped = import_text(
+            text,
+            current_app.extensions["chatlog"],
+            current_app.extensions["images"],
+            current_app.config["SETTINGS"],
+        )
+    except ValueError as e:  # ImportFileError included: each names what is wrong
         raise click.ClickException(f"{file.name}: {e}") from None
     click.echo(f"Imported {added} entries, skipped {skipped} already present.")
 

@@ -54,6 +54,9 @@ class Settings:
     ratelimit_storage_uri: str = field(default="memory://", repr=False)
     daily_request_cap: int = 0
     proxy_fix: int = 0
+    # Names the app answers to besides the loopback ones (the Host check against DNS rebinding).
+    trusted_hosts: tuple[str, ...] = ()
+    max_answer_chars: int = 200_000
     # Shared stores for several app servers (unset: TinyDB files and images in DATA_DIR).
     history_url: str | None = field(default=None, repr=False)
     image_store_url: str | None = None
@@ -155,11 +158,11 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0 (true or false), got {raw!r}")
 
 
-_RATE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$", re.IGNORECASE)
+_RATE = re.compile(r"[0-9]+\s*(/|per)\s*([0-9]+\s*)?(second|minute|hour|day)s?", re.IGNORECASE)
 
 
 def _rate(name: str, raw: str) -> str:
-    if not all(_RATE.match(part.strip()) for part in raw.split(";")):
+    if not all(_RATE.fullmatch(part.strip()) for part in raw.split(";")):
         raise ConfigError(f"{name} must be a rate such as '30 per minute' or '5/second', got {raw!r}")
     return raw
 
@@ -174,7 +177,7 @@ def _base_url(raw: str) -> str:
 
 
 _HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
 
 
@@ -182,21 +185,56 @@ def _host(raw: str) -> str:
     try:
         ipaddress.ip_address(raw)
     except ValueError:
-        if not _HOSTNAME.match(raw):
+        if not _HOSTNAME.fullmatch(raw):
             raise ConfigError(f"HOST must be an IP address or host name, got {raw!r}") from None
     return raw
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+def _trusted_hosts(raw: str) -> tuple[str, ...]:
+    """TRUSTED_HOSTS: comma-separated host names or IP addresses; `.example.com` also matches
+    every subdomain. IPv6 addresses are kept in brackets, as they appear in a Host header."""
+    names = []
+    for part in raw.split(","):
+        name = part.strip().lower()
+        if not name:
+            continue
+        bare = name.removeprefix("[").removesuffix("]")
+        try:
+            address = ipaddress.ip_address(bare)
+        except ValueError:
+            if not _HOSTNAME.fullmatch(name.removeprefix(".")):
+                raise ConfigError(
+                    "TRUSTED_HOSTS must be host names or IP addresses separated by commas "
+                    f"(no ports, no schemes), got {part.strip()!r}"
+                ) from None
+            names.append(name)
+        else:
+            names.append(f"[{address}]" if address.version == 6 else str(address))
+    return tuple(names)
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def _s3_url(raw: str) -> str:
     parsed = urlparse(raw)
-    if parsed.scheme != "s3" or not _BUCKET.match(parsed.netloc or ""):
+    if parsed.scheme != "s3" or not _BUCKET.fullmatch(parsed.netloc or ""):
         raise ConfigError(
             f"IMAGE_STORE_URL must be s3://bucket or s3://bucket/prefix (a valid bucket name), got {raw!r}"
         )
     return raw.rstrip("/")
+
+
+def open_bind_error(settings: Settings) -> str | None:
+    """Why the app must not listen on `settings.host` (others could reach it, no password), or None."""
+    if settings.loopback or settings.app_password or settings.allow_unauthenticated:
+        return None
+    return (
+        f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
+        "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
+        "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it. "
+        "Set TRUSTED_HOSTS to the names people use to reach it too: any other Host is refused."
+    )
 
 
 def load_settings(
@@ -264,6 +302,10 @@ def load_settings(
         kwargs["daily_request_cap"] = _int("DAILY_REQUEST_CAP", raw, 0, 10_000_000)
     if raw := get("PROXY_FIX"):
         kwargs["proxy_fix"] = _int("PROXY_FIX", raw, 0, 5)
+    if raw := get("TRUSTED_HOSTS"):
+        kwargs["trusted_hosts"] = _trusted_hosts(raw)
+    if raw := get("MAX_ANSWER_CHARS"):
+        kwargs["max_answer_chars"] = _int("MAX_ANSWER_CHARS", raw, 1_000, 10_000_000)
     if raw := get("HISTORY_URL"):
         if not raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
             raise ConfigError(
@@ -306,12 +348,8 @@ def check_startup(settings: Settings) -> None:
 
     create_app runs them, and so does a server's master process before it starts any worker.
     """
-    if not settings.loopback and not settings.app_password and not settings.allow_unauthenticated:
-        raise ConfigError(
-            f"HOST={settings.host} accepts connections from other machines, but no APP_PASSWORD is set: "
-            "anyone who can reach it could spend your API key. Set APP_PASSWORD, or set "
-            "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it."
-        )
+    if message := open_bind_error(settings):
+        raise ConfigError(message)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

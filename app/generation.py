@@ -147,10 +147,19 @@ def log_finished(
         tokens or "-",
         extra,
     )
+# Where an answer cut at MAX_ANSWER_CHARS says so: a key of the entry's `usage` (no schema change;
+# the entry page and its JSON read it through Generator.answer_cut_at).
+CUT_AT = "answer_cut_at"
 
 
 class Generator:
     """Ties a provider, the history and the image store together for one app."""
+
+    @staticmethod
+    def answer_cut_at(entry: Entry) -> int | None:
+        """The length an answer was cut to (MAX_ANSWER_CHARS), or None if it is complete."""
+        value = (entry.usage or {}).get(CUT_AT)
+        return value if isinstance(value, int) else None
 
     def __init__(
         self,
@@ -258,6 +267,7 @@ class Generator:
         return messages, len(turns) - len(kept)
 
     def _fail(self, entry: Entry, error: UpstreamError, started: float) -> GenerationFailed:
+        error.partial = error.partial[: self.settings.max_answer_chars]
         stored = self._record(partial(self.chatlog.fail, entry, error.message, partial=error.partial))
         log_finished(stored, started, error=error.kind)
         return GenerationFailed(stored, error)
@@ -300,13 +310,18 @@ class Generator:
             len(answer.text),
             answer.usage or "n/a",
         )
+        text, usage = answer.text, dict(answer.usage or {})
+        limit = self.settings.max_answer_chars
+        if len(text) > limit:
+            log.warning("The answer was cut at MAX_ANSWER_CHARS (%d of %d characters)", limit, len(text))
+            text, usage[CUT_AT] = text[:limit], limit
         finished = self._record(
             partial(
                 self.chatlog.finish,
                 entry,
-                answer.text,
+                text,
                 model=answer.model,
-                usage=answer.usage,
+                usage=usage,
                 context_dropped=dropped,
             )
         )
@@ -450,6 +465,7 @@ class Generator:
         model = entry.model
         finish_reason: str | None = None
         record: Callable[[], Entry] | None = None
+        limit, received = self.settings.max_answer_chars, 0  # MAX_ANSWER_CHARS, and how far
         try:
             stream = self._with_retries(
                 lambda timeout: self.provider.stream(messages, entry.model, timeout), deadline
@@ -460,7 +476,26 @@ class Generator:
             watchdog.start()
             stop_check = _Every(self.chatlog.claims.poll_interval)
             for chunk in stream:
+                if chunk.text and received + len(chunk.text) > limit:
+                    # MAX_ANSWER_CHARS: keep what fits, stop the upstream, store it marked as cut.
+                    head = chunk.text[: limit - received]
+                    if head:
+                        parts.append(head)
+                        yield StreamEvent("token", text=head)
+                    stream.close()
+                    log.warning("The streamed answer was cut at MAX_ANSWER_CHARS (%d characters)", limit)
+                    usage = {**usage, CUT_AT: limit}
+                    record = partial(
+                        self.chatlog.finish,
+                        entry,
+                        "".join(parts),
+                        model=model,
+                        usage=usage,
+                        context_dropped=dropped,
+                    )
+                    break
                 if chunk.text:
+                    received += len(chunk.text)
                     parts.append(chunk.text)
                     yield StreamEvent("token", text=chunk.text)
                 usage = chunk.usage or usage
@@ -496,7 +531,7 @@ class Generator:
                     self.chatlog.finish, entry, text, model=model, usage=usage, context_dropped=dropped
                 )
         except UpstreamError as error:
-            error.partial = error.partial or "".join(parts)
+            error.partial = (error.partial or "".join(parts))[: self.settings.max_answer_chars]
             failure = error.kind
             record = partial(self.chatlog.fail, entry, error.message, partial=error.partial, usage=usage)
         except Exception:

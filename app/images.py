@@ -8,7 +8,11 @@ served same-origin at `/images/<name>` and never overwritten. Only this module t
 Fetching an upstream's image URL is the one place where the server requests a URL it was handed,
 so it is careful: http(s) only, a timeout, a size cap checked while streaming, an image content
 type, at most three redirects (each checked again), and no request to a private, loopback or
-link-local address unless it is the configured upstream's own host and port.
+link-local address unless it is the configured upstream's own host and port. URLs are parsed by
+urllib3, the parser that connects; backslashes, userinfo, whitespace and control characters are
+refused. Each hop connects to the very address its check resolved (the name is kept for `Host`,
+TLS SNI and the certificate check), so DNS rebinding between check and connect cannot happen,
+and no proxy variable or ~/.netrc is ever consulted.
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import requests
+import certifi
 import urllib3
 from flask import Response, send_file
 from PIL import Image, UnidentifiedImageError
+from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import LocationParseError
+from urllib3.util import Url, parse_url
 
 from .files import atomic_write
 from .i18n import N_
@@ -40,7 +47,10 @@ MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # above any size the image APIs produce; stops decompression bombs
 MAX_REDIRECTS = 3
 THUMB_SIZE = 256
-NAME_RE = re.compile(r"^[0-9a-f]{32}\.(png|thumb\.webp)$")
+NAME_RE = re.compile(r"[0-9a-f]{32}\.(png|thumb\.webp)\Z")  # used with fullmatch; \Z for any match()
+# The formats the image APIs return. Pillow opens nothing else: no EPS (Ghostscript), no TIFF,
+# BMP, ICO … with their own decoders and their own bugs.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 IMAGE_TYPES = {"png": "image/png", "thumb.webp": "image/webp"}
 
 # Pillow raises DecompressionBombError above twice this and warns above it (made an error below).
@@ -63,36 +73,137 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+# Whitespace and control characters (C0, DEL, C1) and backslashes: URL parsers drop, keep or
+# reinterpret them differently, which is how one parser's host becomes another's userinfo.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+REDIRECTS = (301, 302, 303, 307, 308)
+# The CA bundle for https image URLs (requests' own, certifi); tests point it at their own CA.
+CA_CERTS = certifi.where()
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One hop of a download: where to connect (a checked address) and what to ask for."""
+
+    scheme: str
+    host: str  # the name from the URL: Host header, TLS SNI and certificate check
+    port: int
+    request_uri: str
+    address: str  # the resolved address that was checked, connected to as is
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def _parse(url: str) -> Url:
+    """`url` parsed by urllib3, the parser that connects; BadImage for anything ambiguous."""
+    if not isinstance(url, str) or _URL_FORBIDDEN.search(url):
+        raise BadImage(N_("The upstream returned an invalid image URL."))
+    try:
+        parsed = parse_url(url)
+    except LocationParseError:
+        raise BadImage(N_("The upstream returned an invalid image URL.")) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise BadImage(N_("The upstream returned an image URL that is not http(s)."))
+    # Userinfo is refused outright (the standard library and urllib3 disagree on where it ends).
+    if parsed.auth is not None or "@" in urlsplit(url).netloc:
+        raise BadImage(N_("The upstream returned an invalid image URL."))
+    return parsed
+
+
 def _host_port(url: str) -> tuple[str, int] | None:
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return None
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
+        parsed = parse_url(url)
+    except LocationParseError:
         return None
-    return parts.hostname.lower(), port
+    if not parsed.host:
+        return None
+    return parsed.host.strip("[]").lower(), parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
-def _check_address(url: str, trusted: tuple[str, int] | None) -> None:
-    """Refuse URLs that are not http(s) or that resolve to a non-public address (unless trusted)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadImage("The upstream returned an image URL that is not http(s).")
-    target = _host_port(url)
-    if target is None:
-        raise BadImage("The upstream returned an invalid image URL.")
-    if trusted is not None and target == trusted:
-        return
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (one lookup; the caller connects to one of these)."""
     try:
-        infos = socket.getaddrinfo(target[0], target[1], type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise BadImage("The image URL's host could not be found.") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global or address.is_multicast:
-            log.warning("Refused to fetch an image from a non-public address: %s", target[0])
-            raise BadImage(N_("The image URL points at a private or local address; it was not fetched."))
+        raise BadImage(N_("The image URL's host could not be found.")) from None
+    return [str(info[4][0]) for info in infos]
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Not global in any case: the local-use NAT64 prefix and the deprecated IPv4-compatible block.
+_NEVER = (ipaddress.ip_network("64:ff9b:1::/48"), ipaddress.ip_network("::/96"))
+
+
+def is_public(address: str) -> bool:
+    """True for a global unicast address, including the IPv4 inside NAT64, 6to4 and mapped forms."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _NEVER):
+            return False
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public(str(embedded))
+    return True
+
+
+def _check_address(url: str, trusted: tuple[str, int] | None) -> _Target:
+    """The hop to make for `url`: refuse non-http(s) and ambiguous URLs, resolve the host once,
+    and refuse it unless every address is public (or it is the trusted upstream's host:port)."""
+    parsed = _parse(url)
+    host = parsed.host.strip("[]").lower()
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    addresses = resolve(host, port)
+    if not addresses:
+        raise BadImage(N_("The image URL's host could not be found."))
+    if trusted is None or (host, port) != trusted:
+        for address in addresses:
+            if not is_public(address):
+                log.warning("Refused to fetch an image from a non-public address: %s", host)
+                raise BadImage(N_("The image URL points at a private or local address; it was not fetched."))
+    return _Target(parsed.scheme, host, port, parsed.request_uri, addresses[0].split("%")[0])
+
+
+def _open(target: _Target, timeout: float) -> tuple[HTTPConnectionPool, BaseHTTPResponse]:
+    """GET the target from its checked address; the name stays in Host, SNI and the cert check.
+
+    urllib3 is used directly (no requests session): no proxy variables, no ~/.netrc, and no
+    second DNS lookup between the check and the connection.
+    """
+    kwargs = {"port": target.port, "timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
+    if target.scheme == "https":
+        pool: HTTPConnectionPool = HTTPSConnectionPool(
+            target.address,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=CA_CERTS,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            **kwargs,
+        )
+    else:
+        pool = HTTPConnectionPool(target.address, **kwargs)
+    headers = {"Host": target.host_header, "Accept": "image/*", "User-Agent": "chat-image-fetch"}
+    try:
+        response = pool.urlopen(
+            "GET",
+            target.request_uri,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
+    except BaseException:
+        pool.close()
+        raise
+    return pool, response
 
 
 def fetch_image(
@@ -101,32 +212,33 @@ def fetch_image(
     """Download an image URL (see the module docstring for the rules); raise BadImage/UpstreamTimeout.
 
     `trusted_upstream` is the configured OPENAI_BASE_URL: its own host and port may be private
-    (a local model server), nothing else may.
+    (a local model server), nothing else may. Every hop, that one included, connects to the
+    address its check resolved, so a name cannot change its answer in between.
     """
     trusted = _host_port(trusted_upstream) if trusted_upstream else None
     # `timeout` bounds the whole download (every hop and every byte), not each socket read.
     deadline = time.monotonic() + timeout
-    session = requests.Session()
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            _check_address(url, trusted)
-            remaining = _remaining(deadline)
-            with session.get(url, timeout=remaining, stream=True, allow_redirects=False) as response:
-                if response.is_redirect:
-                    url = urljoin(url, response.headers.get("Location", ""))
+            target = _check_address(url, trusted)
+            pool, response = _open(target, _remaining(deadline))
+            try:
+                if response.status in REDIRECTS and response.headers.get("Location"):
+                    url = urljoin(url, response.headers["Location"])
                     continue
                 return _read_image_body(response, max_bytes, deadline)
+            finally:
+                response.release_conn()
+                pool.close()
         raise BadImage(N_("The image URL redirected too often."))
-    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+    except urllib3.exceptions.NewConnectionError as e:  # a subclass of the timeout error
+        log.error("Image download failed: %s", type(e).__name__)
+        raise BadImage(N_("The generated image could not be downloaded.")) from None
+    except urllib3.exceptions.TimeoutError:
         raise UpstreamTimeout(N_("Downloading the generated image timed out.")) from None
-    except urllib3.exceptions.HTTPError as e:  # raised by the body reads: a cut-off connection
+    except (urllib3.exceptions.HTTPError, OSError) as e:
         log.error("Image download failed: %s", type(e).__name__)
         raise BadImage(N_("The generated image could not be downloaded.")) from None
-    except requests.RequestException as e:
-        log.error("Image download failed: %s", type(e).__name__)
-        raise BadImage(N_("The generated image could not be downloaded.")) from None
-    finally:
-        session.close()
 
 
 def _remaining(deadline: float) -> float:
@@ -136,9 +248,9 @@ def _remaining(deadline: float) -> float:
     return remaining
 
 
-def _read_image_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
-    if response.status_code != 200:
-        raise BadImage(f"Downloading the image failed ({response.status_code}).")
+def _read_image_body(response: BaseHTTPResponse, max_bytes: int, deadline: float) -> bytes:
+    if response.status != 200:
+        raise BadImage(f"Downloading the image failed ({response.status}).")
     ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
         raise BadImage(N_("The upstream's image URL did not return an image."))
@@ -150,7 +262,7 @@ def _read_image_body(response: requests.Response, max_bytes: int, deadline: floa
         _remaining(deadline)
         # read1 returns what has arrived (at most 64 KiB) instead of waiting for a full buffer,
         # so a trickling body cannot hold the download past the deadline.
-        chunk = response.raw.read1(64 * 1024, decode_content=True)
+        chunk = response.read1(64 * 1024, decode_content=True)
         if not chunk:
             break
         total += len(chunk)
@@ -167,11 +279,11 @@ def decode_image(data: bytes) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
                 if probe.width * probe.height > MAX_PIXELS:
                     raise Image.DecompressionBombError("too many pixels")
                 probe.verify()
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadImage(N_("The upstream's image is too large to decode safely.")) from None
@@ -253,7 +365,7 @@ class BaseImageStore:
         """Validate `data`, strip its metadata, and store the original and its thumbnail."""
         image = decode_image(data)
         name, thumb = f"{entry_id}.png", f"{entry_id}.thumb.webp"
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ValueError("entry ids are 32 hex digits")
         original, small = encode_image(image, data)
         self.put(thumb, small)
@@ -293,7 +405,7 @@ class BaseImageStore:
 
     def delete(self, name: str) -> bool:
         """Remove an entry's image and its thumbnail; False if there was none."""
-        if not NAME_RE.match(name) or not self.exists(name):
+        if not NAME_RE.fullmatch(name) or not self.exists(name):
             return False
         self.remove(name)
         self.remove(thumb_name(name))
@@ -305,7 +417,7 @@ class BaseImageStore:
         if not url.startswith("/images/"):
             return None
         name = url.removeprefix("/images/")
-        return name if NAME_RE.match(name) and self.exists(name) else None
+        return name if NAME_RE.fullmatch(name) and self.exists(name) else None
 
     @staticmethod
     def url(name: str) -> str:
@@ -332,7 +444,7 @@ class ImageStore(BaseImageStore):
 
     def path(self, name: str) -> Path | None:
         """The file for a served name, or None for anything that is not one of ours."""
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             return None
         path = self.root / name
         return path if path.is_file() else None
@@ -350,7 +462,7 @@ class ImageStore(BaseImageStore):
         (self.root / name).unlink(missing_ok=True)
 
     def names(self) -> list[str]:
-        return sorted(n for n in os.listdir(self.root) if NAME_RE.match(n))
+        return sorted(n for n in os.listdir(self.root) if NAME_RE.fullmatch(n))
 
     def serve(self, name: str, *, download_name: str | None = None) -> Response:
         path = self.path(name)

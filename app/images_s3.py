@@ -91,7 +91,7 @@ class S3ImageStore(BaseImageStore):
         )
 
     def key(self, name: str) -> str:
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise ValueError(f"{name!r} is not an image name")
         return f"{self.prefix}/{name}" if self.prefix else name
 
@@ -130,7 +130,7 @@ class S3ImageStore(BaseImageStore):
         )
 
     def exists(self, name: str, *, fast: bool = False) -> bool:
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             return False
         try:
             self._call("look up an image", self.client.head_object, fast=fast, Key=self.key(name))
@@ -152,7 +152,7 @@ class S3ImageStore(BaseImageStore):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     name = obj["Key"][len(prefix) :]
-                    if NAME_RE.match(name):
+                    if NAME_RE.fullmatch(name):
                         found.append(name)
         except (ClientError, BotoCoreError) as e:
             raise ImageStoreUnavailable(f"The image store cannot be listed ({type(e).__name__}).") from None

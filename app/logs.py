@@ -59,15 +59,27 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Control characters other than tab: C0 (ESC starts the ANSI sequences that recolour, move or
+# clear a terminal showing the log), DEL, C1, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with line breaks as \\n / \\r and other control characters as \\xNN / \\uNNNN."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 class IsoFormatter(logging.Formatter):
     """`2026-11-27T06:16:25.123+00:00 INFO [request-id] logger: message`, one line per record.
 
-    Line breaks (in upstream error texts, tracebacks) are escaped, so every line of app.log
-    starts with a timestamp and nothing an upstream sends can forge a log line.
+    Line breaks (in upstream error texts, tracebacks) and other control characters (ANSI escape
+    sequences) are escaped, so every line of app.log starts with a timestamp and nothing an
+    upstream sends can forge a log line or take over the terminal that shows it.
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+        return escape_controls(super().format(record))
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         from datetime import datetime

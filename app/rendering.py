@@ -37,7 +37,9 @@ _FORMATTER = HtmlFormatter(cssclass="highlight", nowrap=True)
 def _highlight(code: str, lang: str, _attrs: str) -> str:
     name = (lang or "").strip().split()[0] if lang and lang.strip() else ""
     try:
-        lexer = get_lexer_by_name(name) if name else None
+        # Only the languages of the app's own list (EXTENSIONS): a model's answer does not get to
+        # pick any of Pygments' hundreds of lexers, some slow on hostile input.
+        lexer = get_lexer_by_name(name.lower()) if name.lower() in EXTENSIONS else None
     except ClassNotFound:
         lexer = None
     body = pygments.highlight(code, lexer, _FORMATTER) if lexer else str(escape(code))

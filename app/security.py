@@ -41,11 +41,11 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
-# Views (by endpoint) and which rate-limit setting applies to them.
+# Views (by endpoint) and which rate-limit setting applies to them. LOGIN_RATE_LIMIT counts
+# failed password attempts (login form and bearer token) in app.auth, on this limiter's storage.
 LIMITED = {
     "web.generate_code": "rate_limit",
     "web.generate_image": "rate_limit",
-    "auth.login": "login_rate_limit",
 }
 
 

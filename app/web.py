@@ -37,6 +37,7 @@ from .generation import DailyCapReached, GenerationFailed, Generator, PromptErro
 from .history import Entry, HistoryStore, HistoryUnavailable, Page, Permalink, is_date
 from .i18n import N_
 from .images import ImageStoreUnavailable
+from .importing import import_chatlog as import_chatlog_text
 from .rendering import code_blocks
 from .security import limit_retry_after
 
@@ -153,6 +154,8 @@ def _generated(kind: str) -> Response:
         "model": entry.model,
         "demo": generator.provider.demo,
     }
+    if kind == "code" and Generator.answer_cut_at(entry) is not None:
+        payload["truncated"] = True  # cut at MAX_ANSWER_CHARS; only then, so the seed shape stays
     if entry.parent:
         payload.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
     return jsonify(payload)
@@ -388,18 +391,13 @@ def import_chatlog():
     try:
         if upload is None or not upload.filename:
             raise ValueError(N_("Choose a chatlog.json file to import."))
-        data = json.loads(upload.read().decode("utf-8"))
-        images = current_app.extensions["images"]
-        added, skipped = _chatlog().import_seed(data, images.name_for_url)
+        text = upload.read().decode("utf-8")
+        added, skipped = import_chatlog_text(
+            text, _chatlog(), current_app.extensions["images"], current_app.config["SETTINGS"]
+        )
     except UnicodeDecodeError:
         return error_response(400, title="Import failed", message=N_("The file is not UTF-8 text."))
-    except json.JSONDecodeError as e:
-        return error_response(
-            400,
-            title="Import failed",
-            message=f"The file is not valid JSON (line {e.lineno}, column {e.colno}).",
-        )
-    except ValueError as e:
+    except ValueError as e:  # ImportFileError included: each names what is wrong
         return error_response(400, title="Import failed", message=str(e))
     message = f"Imported {added} entries, skipped {skipped} already present."
     if htmx:
@@ -424,6 +422,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
     if entry.kind == "image":
         data["image_url"] = entry.image_url
+    elif Generator.answer_cut_at(entry) is not None:
+        data["truncated"] = True  # cut at MAX_ANSWER_CHARS
     if entry.error:
         data["error"] = entry.error
     if entry.parent or entry.root:
@@ -517,12 +517,20 @@ def image_file(name: str):
     images = current_app.extensions["images"]
     # Names are unique per entry and never rewritten, so the image is cached for ever.
     with contextlib.suppress(FileNotFoundError, ValueError):
-        return images.serve(name)
+        return _private_behind_login(images.serve(name))
     if name.endswith(".thumb.webp"):
         # Images stored before thumbnails existed: the original stands in for its thumbnail.
         with contextlib.suppress(FileNotFoundError, ValueError):
-            return images.serve(name.removesuffix(".thumb.webp") + ".png")
+            return _private_behind_login(images.serve(name.removesuffix(".thumb.webp") + ".png"))
     abort(404, description=N_("There is no such image."))
+
+
+def _private_behind_login(response: Response) -> Response:
+    """With APP_PASSWORD set, an image is for this browser only: no shared cache may keep it."""
+    cache = response.headers.get("Cache-Control", "")
+    if current_app.config["SETTINGS"].app_password and cache.startswith("public"):
+        response.headers["Cache-Control"] = "private" + cache.removeprefix("public")
+    return response
 
 
 def download_name(prompt: str, extension: str) -> str:
@@ -602,9 +610,18 @@ def vary_on_htmx(response: Response) -> Response:
     if request.path != "/" and not request.path.startswith("/static/"):
         response.vary.add("Accept")
     # Pages and answers change with every generation and hold the user's history: never let a
-    # browser's back button show a stale copy, nor keep one on disk.
+    # browser's back button show a stale copy, nor keep one on disk. The one exception: a full
+    # page the service worker asks for (X-Offline-Copy) to keep for offline reading is
+    # `private, no-cache`; it never keeps anything `no-store` (fragments, JSON, exports, errors).
     if "Cache-Control" not in response.headers and not request.path.startswith("/static/"):
-        response.headers["Cache-Control"] = "no-store"
+        keep = (
+            request.headers.get("X-Offline-Copy") == "1"
+            and response.status_code == 200
+            and response.mimetype == "text/html"
+            and not htmx
+        )
+        response.headers["Cache-Control"] = "private, no-cache" if keep else "no-store"
+        response.vary.add("X-Offline-Copy")
     return response
 
 

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -836,3 +837,399 @@ def test_redacting_filter_replaces_configured_secrets_that_are_not_key_shaped():
     redact = RedactingFilter(("hunter2-not-a-key",)).redact
 
     assert redact("pw is hunter2-not-a-key and sk-abcdefghijkl") == "pw is [REDACTED] and [REDACTED]"
+
+
+# -- the Host check (DNS rebinding) --------------------------------------------------------------
+
+REBIND = "http://rebind.example:8000"
+
+
+def test_request_for_a_foreign_host_name_is_refused_with_json_for_api_clients(demo_app):
+    client = demo_app.test_client()
+    today_entry(client, "private history")
+
+    response = client.get("/chatlog.json", base_url=REBIND)
+
+    assert response.status_code == 421
+    assert "TRUSTED_HOSTS" in response.get_json()["error"]
+    assert "private history" not in response.get_data(as_text=True)
+
+
+def test_request_for_a_foreign_host_name_gets_a_page_for_browsers(demo_app):
+    response = demo_app.test_client().get("/", base_url=REBIND, headers={"Accept": "text/html"})
+
+    assert response.status_code == 421
+    assert response.mimetype == "text/html"
+    assert "TRUSTED_HOSTS" in response.get_data(as_text=True)
+
+
+def test_rebound_same_origin_delete_is_refused_and_the_entry_stays(demo_app):
+    client = demo_app.test_client()
+    permalink = today_entry(client, "keep me")
+
+    # The attacker's page is same-origin with itself: Origin and Host agree.
+    response = client.delete(
+        permalink, base_url=REBIND, headers={"Origin": REBIND, "Sec-Fetch-Site": "same-origin"}
+    )
+
+    assert response.status_code == 421
+    assert client.get(permalink, headers=JSON).get_json()["prompt"] == "keep me"
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "http://localhost",
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+        "http://[::1]:8000",
+        "http://[::1]",
+    ],
+)
+def test_loopback_names_are_answered(demo_app, base):
+    response = demo_app.test_client().get("/chatlog", base_url=base, headers=JSON)
+
+    assert response.status_code == 200
+    assert response.is_json
+
+
+@pytest.mark.parametrize(
+    "base", ["https://chat.example.org", "https://chat.example.org:8443", "http://a.b.lan"]
+)
+def test_trusted_hosts_are_answered(make_app, base):
+    app = make_app(trusted_hosts=("chat.example.org", ".lan"))
+
+    response = app.test_client().get("/chatlog", base_url=base, headers=JSON)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("base", ["http://evil.chat.example.org", "http://lan", "http://127.0.0.1.nip.io"])
+def test_names_near_the_trusted_ones_are_refused(make_app, base):
+    app = make_app(trusted_hosts=("chat.example.org", ".lan"))
+
+    assert app.test_client().get("/chatlog", base_url=base, headers=JSON).status_code == 421
+
+
+def test_the_configured_host_address_is_one_of_the_apps_names(tmp_path):
+    app = create_app({"data_dir": tmp_path / "data", "host": "192.168.1.10", "app_password": PASSWORD})
+
+    response = app.test_client().get("/healthz", base_url="http://192.168.1.10:8000")
+
+    assert response.status_code == 200
+
+
+def test_forwarded_host_from_a_trusted_proxy_is_what_is_checked(make_app):
+    forwarded = {"X-Forwarded-Host": "rebind.example", **JSON}
+    refused = make_app(proxy_fix=1).test_client().get("/chatlog", headers=forwarded)
+    allowed = (
+        make_app(proxy_fix=1, trusted_hosts=("rebind.example",))
+        .test_client()
+        .get("/chatlog", headers=forwarded)
+    )
+
+    assert refused.status_code == 421
+    assert allowed.status_code == 200
+
+
+def test_foreign_host_is_refused_over_real_http(demo_app, live_server):
+    import requests
+
+    server = live_server(demo_app)
+    url = server.url + "/chatlog.json"
+
+    refused = requests.get(url, headers={"Host": "rebind.example:8000"}, timeout=10)
+    answered = requests.get(url, timeout=10)
+
+    assert refused.status_code == 421
+    assert "TRUSTED_HOSTS" in refused.json()["error"]
+    assert answered.status_code == 200
+
+
+def test_trusted_hosts_setting_is_parsed_and_normalised():
+    from app.config import load_settings
+
+    settings = load_settings({"TRUSTED_HOSTS": " Chat.Example.org, ::1 ,.lan,10.0.0.5 "}, env_file=None)
+
+    assert settings.trusted_hosts == ("chat.example.org", "[::1]", ".lan", "10.0.0.5")
+
+
+@pytest.mark.parametrize("raw", ["http://chat.example.org", "chat.example.org:8443", "bad name", "*"])
+def test_malformed_trusted_hosts_is_a_config_error_naming_the_setting(raw):
+    from app.config import load_settings
+
+    with pytest.raises(ConfigError, match="TRUSTED_HOSTS"):
+        load_settings({"TRUSTED_HOSTS": raw}, env_file=None)
+
+
+def test_open_bind_error_mentions_trusted_hosts(tmp_path):
+    with pytest.raises(ConfigError, match="TRUSTED_HOSTS"):
+        create_app({"data_dir": tmp_path / "data", "host": "0.0.0.0"})
+
+
+# -- guessing through the bearer token ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Accept": "text/html"}, HX, {}],
+    ids=["browser-get", "htmx-get", "plain-get"],
+)
+def test_wrong_bearer_on_a_get_is_401_json_never_the_login_page(locked_app, headers):
+    response = locked_app.test_client().get("/", headers={"Authorization": "Bearer wrong", **headers})
+
+    assert response.status_code == 401
+    assert response.is_json
+    assert "bearer" in response.get_json()["error"].lower()
+    assert "Location" not in response.headers
+    assert "HX-Redirect" not in response.headers
+
+
+def test_wrong_bearer_tokens_count_against_the_login_rate_limit(make_app):
+    client = make_app(app_password=PASSWORD, login_rate_limit="3 per minute").test_client()
+    for _ in range(3):
+        assert client.get("/chatlog", headers={"Authorization": "Bearer guess", **JSON}).status_code == 401
+
+    response = login(client)
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"].isdigit()
+    assert client.get_cookie("session") is None
+
+
+def test_wrong_login_passwords_and_bearer_tokens_share_one_counter(make_app):
+    client = make_app(app_password=PASSWORD, login_rate_limit="3 per minute").test_client()
+    login(client, "wrong")
+    login(client, "wrong")
+    client.get("/chatlog", headers={"Authorization": "Bearer guess", **JSON})
+
+    response = client.get("/chatlog", headers={"Authorization": f"Bearer {PASSWORD}", **JSON})
+
+    assert response.status_code == 429
+    assert response.is_json
+    assert "Too many failed password attempts" in response.get_json()["error"]
+
+
+def test_right_bearer_tokens_do_not_use_up_the_login_limit(make_app):
+    client = make_app(app_password=PASSWORD, login_rate_limit="3 per minute").test_client()
+    for _ in range(6):
+        response = client.get("/chatlog", headers={"Authorization": f"Bearer {PASSWORD}", **JSON})
+        assert response.status_code == 200
+
+    assert login(client).status_code == 302
+
+
+def test_wrong_bearer_is_logged_without_the_guess(locked_app, data_dir):
+    guess = "my-secret-guess-42"
+    locked_app.test_client().get("/chatlog", headers={"Authorization": f"Bearer {guess}", **JSON})
+
+    log = (data_dir / "app.log").read_text(encoding="utf-8")
+    assert "Wrong bearer token on GET /chatlog" in log
+    assert guess not in log
+
+
+# -- revoking sessions ----------------------------------------------------------------------------
+
+
+def test_a_copy_of_the_cookie_stops_working_after_logout(locked_app):
+    client = locked_app.test_client()
+    login(client)
+    stolen = client.get_cookie("session").value
+
+    client.post("/logout")
+    replay = locked_app.test_client()
+    replay.set_cookie("session", stolen)
+    response = replay.get("/chatlog", headers=JSON)
+
+    assert response.status_code == 401
+    assert "Authentication required" in response.get_json()["error"]
+
+
+def test_logout_everywhere_ends_every_session(locked_app):
+    laptop, phone = locked_app.test_client(), locked_app.test_client()
+    login(laptop)
+    login(phone)
+    assert phone.get("/chatlog", headers=JSON).status_code == 200
+
+    response = laptop.post("/logout/everywhere")
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+    assert phone.get("/chatlog", headers=JSON).status_code == 401
+    assert laptop.get("/chatlog", headers=JSON).status_code == 401
+    login(phone)
+    assert phone.get("/chatlog", headers=JSON).status_code == 200  # a new login works again
+
+
+def test_revocation_holds_across_processes_sharing_the_data_dir(make_app):
+    # Two app instances on one DATA_DIR stand for two gunicorn workers (or servers sharing it).
+    first = make_app(app_password=PASSWORD, secret_key="shared-secret")
+    second = make_app(app_password=PASSWORD, secret_key="shared-secret")
+    client = first.test_client()
+    login(client)
+    cookie = client.get_cookie("session").value
+    other = second.test_client()
+    other.set_cookie("session", cookie)
+    assert other.get("/chatlog", headers=JSON).status_code == 200
+
+    client.post("/logout")
+
+    assert other.get("/chatlog", headers=JSON).status_code == 401
+
+
+def test_logout_everywhere_needs_a_login(locked_app):
+    response = locked_app.test_client().post("/logout/everywhere", headers=JSON)
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(("lang", "label"), [("en", "Log out everywhere"), ("de", "Überall abmelden")])
+def test_pages_offer_log_out_everywhere_as_a_button(locked_app, lang, label):
+    client = locked_app.test_client()
+    login(client)
+
+    html = client.get("/", headers={"Accept-Language": lang}).get_data(as_text=True)
+
+    assert 'action="/logout/everywhere"' in html
+    assert f">{label}</button>" in html
+
+
+# -- gunicorn's own bind address -----------------------------------------------------------------
+
+
+def _gunicorn(bind: str, tmp_path, **env_extra) -> subprocess.Popen:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "APP_", "FLASK_"))
+        and k not in ("HOST", "PORT", "DATA_DIR", "SECRET_KEY", "ALLOW_UNAUTHENTICATED", "TRUSTED_HOSTS")
+    }
+    env.update(PYTHONPATH=str(ROOT), DATA_DIR=str(tmp_path / "data"), WEB_WORKERS="1", WEB_THREADS="2")
+    env.update(env_extra)
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    return subprocess.Popen(
+        [str(gunicorn), "--config", str(ROOT / "gunicorn.conf.py"), "-b", bind],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int | None, str]:
+    """(exit status, stderr) once it exits within `timeout`; (None, stderr) after stopping it."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        return proc.returncode, err
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 15)
+        _, err = proc.communicate(timeout=30)
+        return None, err
+
+
+def test_gunicorn_bound_to_0_0_0_0_without_password_refuses_to_start(tmp_path):
+    proc = _gunicorn(f"0.0.0.0:{_free_port()}", tmp_path)
+
+    status, stderr = _finish(proc, timeout=30)
+
+    assert status == 1, stderr[-2000:]
+    assert "APP_PASSWORD" in stderr
+    assert "0.0.0.0" in stderr
+    assert "Booting worker" not in stderr
+
+
+def test_gunicorn_bound_to_loopback_without_password_starts(tmp_path):
+    import requests
+
+    port = _free_port()
+    proc = _gunicorn(f"127.0.0.1:{port}", tmp_path)
+    try:
+        for _ in range(150):  # bounded: up to ~30 s for the first answer
+            if proc.poll() is not None:
+                break
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
+    finally:
+        _finish(proc, timeout=0.1)
+
+
+def test_gunicorn_bound_to_0_0_0_0_with_a_password_is_not_refused(tmp_path):
+    proc = _gunicorn(f"0.0.0.0:{_free_port()}", tmp_path, APP_PASSWORD=PASSWORD)
+
+    status, stderr = _finish(proc, timeout=8)
+
+    assert status is None, stderr[-2000:]  # still running when stopped: it started
+    assert PASSWORD not in stderr
+
+
+# -- control characters in the log ---------------------------------------------------------------
+
+
+def test_ansi_escapes_in_an_upstream_error_are_escaped_in_the_log(make_app, upstream, data_dir):
+    app = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url)
+    hostile = "boom \x1b[2J\x1b[31mFAKE ALERT\x1b[0m \x07\x9b31m end"
+    upstream.script("/v1/chat/completions", Reply(status=500, json=error_body(hostile)))
+
+    response = app.test_client().post("/generate_code", data={"prompt": "hi"})
+
+    assert response.status_code == 500
+    log = (data_dir / "app.log").read_text(encoding="utf-8")
+    assert "\\x1b[2J\\x1b[31mFAKE ALERT\\x1b[0m \\x07\\x9b31m end" in log
+    assert not any(c in log for c in "\x1b\x07\x9b")
+
+
+# -- name and date patterns match whole strings only ---------------------------------------------
+
+
+def test_name_and_date_patterns_refuse_a_trailing_newline():
+    from app.history import parse_cursor
+    from app.images import NAME_RE
+
+    assert NAME_RE.match("0" * 32 + ".png\n") is None
+    assert parse_cursor("2024-01-01\n/3") is None
+    assert tuple(parse_cursor("2024-01-01/3")) == ("2024-01-01", 3)
+
+
+def test_a_date_with_a_trailing_newline_is_no_history_day(demo_app):
+    client = demo_app.test_client()
+    today_entry(client, "today")
+
+    followup = client.post("/generate_code", data={"prompt": "more", "parent": "/chatlog/2024-01-01\n/0"})
+    upload = io.BytesIO(b'{"2024-01-01\\n": [{"prompt": "p", "response": "r"}]}')
+    imported = client.post("/chatlog/import", data={"file": (upload, "chatlog.json")})
+
+    assert followup.status_code == 400
+    assert imported.status_code == 400
+    assert stored(demo_app) == 1
+
+
+def test_host_setting_refuses_a_trailing_newline():
+    from app.config import _host
+
+    with pytest.raises(ConfigError, match="HOST"):
+        _host("example.com\n")
+
+
+def test_foreign_host_page_is_in_german_when_asked(demo_app):
+    response = demo_app.test_client().get(
+        "/", base_url=REBIND, headers={"Accept": "text/html", "Accept-Language": "de"}
+    )
+
+    assert response.status_code == 421
+    assert "Dieser Server antwortet nicht auf diesen Hostnamen" in response.get_data(as_text=True)
+
+
+def test_foreign_host_gets_no_language_redirect_either(demo_app):
+    response = demo_app.test_client().get("/chatlog?lang=de", base_url=REBIND, headers=JSON)
+
+    assert response.status_code == 421
+    assert "Set-Cookie" not in response.headers

@@ -22,6 +22,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from ..config import Settings
 from ..i18n import N_
 from ..image_options import ImageOptions
+from ..images import MAX_DOWNLOAD_BYTES
 from . import (
     AuthFailed,
     BadImage,
@@ -283,6 +284,9 @@ class OpenAIProvider:
         item = result.data[0]
         revised = getattr(item, "revised_prompt", None)
         if item.b64_json:
+            # The same cap as a download, checked before decoding: 4 base64 characters per 3 bytes.
+            if len(item.b64_json) > (MAX_DOWNLOAD_BYTES + 2) // 3 * 4:
+                raise BadImage(N_("The upstream's image is too large."))
             try:
                 data = base64.b64decode(item.b64_json, validate=True)
             except (binascii.Error, ValueError):

@@ -204,12 +204,19 @@
     links[next].focus();
   }
 
+  // Pages may be kept by this browser (private, no-cache) for offline reading, which also makes
+  // them eligible for the back/forward cache: a page restored from it would show a stale
+  // history, so it is loaded again (through the service worker: fresh online, kept offline).
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) window.location.reload();
+  });
+
   // Installable app: the service worker caches the shell and visited pages for offline use.
   if ("serviceWorker" in navigator && window.isSecureContext) {
     navigator.serviceWorker.register("/sw.js").catch(function () { /* works without it */ });
   }
   document.addEventListener("submit", function (event) {
-    if (event.target.matches && event.target.matches("form[action$='/logout']") && navigator.serviceWorker &&
+    if (event.target.matches && event.target.matches("form[action$='/logout'], form[action$='/logout/everywhere']") && navigator.serviceWorker &&
         navigator.serviceWorker.controller) {
       navigator.serviceWorker.controller.postMessage("clear-history");
     }
