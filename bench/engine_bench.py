@@ -14,10 +14,8 @@ threads, the upstream and the app share the machine's cores.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,13 +28,10 @@ import requests
 
 from app.history import ChatLog
 from bench.history_bench import RARE, WORDS, make_history, ms
-from tests.services import free_port
+from bench.servers import Server
 from tests.upstream import FakeUpstream
 
-ROOT = Path(__file__).resolve().parent.parent
-KEY = "sk-bench-not-a-real-key-000000000000"
 BUSY_DAY = 3_000
-START_SECONDS = 60
 
 
 def say(message: str) -> None:
@@ -52,53 +47,6 @@ def busy_today(n: int, seed: int = 11) -> dict[str, list[dict[str, str]]]:
         body = "\n".join(" ".join(rng.choices(WORDS, k=10)) for _ in range(16))
         rows.append({"prompt": prompt, "response": f"Here is the answer to {i}.\n\n```python\n{body}\n```\n"})
     return {date.today().isoformat(): rows}
-
-
-class Server:
-    """`make run`'s server: gunicorn with gunicorn.conf.py on a free port, stopped on exit."""
-
-    def __init__(self, data_dir: Path, upstream_url: str | None) -> None:
-        self.port = free_port()
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HISTORY_", "IMAGE_STORE"))
-        }
-        env.update(
-            HOST="127.0.0.1",
-            PORT=str(self.port),
-            DATA_DIR=str(data_dir),
-            LOG_LEVEL="WARNING",
-            RATE_LIMIT="1000000 per minute",  # every client here is 127.0.0.1
-        )
-        if upstream_url:
-            env.update(OPENAI_API_KEY=KEY, OPENAI_BASE_URL=upstream_url)
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.proc = subprocess.Popen(
-            [str(gunicorn), "--config", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).ok:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("the app server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 def _append(store: ChatLog) -> None:

@@ -41,6 +41,7 @@ from app.history import ChatLog, HistoryStore
 from app.history.seed import seed_entry
 from app.history.sql_store import SQLChatLog, _row, entries, searchable
 from bench.history_bench import RARE, WORDS, make_history, ms
+from bench.servers import spawn
 from tests.services import free_port, start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,7 +241,7 @@ class AppServer:
         command += ["-b", f"127.0.0.1:{self.port}", "app:create_app()"]
         with self.log.open("wb") as log:
             # cwd is the server's own directory: no gunicorn.conf.py or .env is picked up there.
-            self.proc = subprocess.Popen(
+            self.proc = spawn(
                 command,
                 cwd=self.dir,
                 env=env,

@@ -17,7 +17,6 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,55 +25,11 @@ from pathlib import Path
 import openai
 import requests
 
+from bench.servers import KEY, ROOT, Server, spawn
 from tests.services import free_port
 from tests.upstream import FakeUpstream, Reply
 
-ROOT = Path(__file__).resolve().parent.parent
-KEY = "sk-bench-not-a-real-key-000000000000"
 HX = {"HX-Request": "true"}
-
-
-class Gunicorn:
-    """`make serve`'s server (gunicorn.conf.py) on a free loopback port, stopped on exit."""
-
-    def __init__(self, upstream_url: str, data_dir: str) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "DATA_DIR": data_dir,
-            "OPENAI_API_KEY": KEY,
-            "OPENAI_BASE_URL": upstream_url,
-            "LOG_LEVEL": "WARNING",
-            "RATE_LIMIT": "100000 per minute",  # the load comes from one address: 127.0.0.1
-        }
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.proc = subprocess.Popen(
-            [str(gunicorn), "--config", "gunicorn.conf.py", "--access-logfile", "/dev/null"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Gunicorn:
-        for _ in range(150):  # up to 15 s to start
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).ok:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("gunicorn did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=35)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def app_ttft(http: requests.Session, base: str) -> float:
@@ -141,7 +96,7 @@ class LiteLLM:
         # Offline: the model price list is the packaged one, and nothing is reported home.
         env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
         command = [str(self.BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = spawn(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiteLLM:
@@ -233,7 +188,7 @@ def run(samples: int = 30, users: int = 64, proxy: bool = True) -> list[tuple]:
     upstream = FakeUpstream().start()
     rows: list[tuple] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp, Gunicorn(upstream.url, tmp) as server:
+        with tempfile.TemporaryDirectory() as tmp, Server(Path(tmp), upstream.url) as server:
             rows += overhead_rows(upstream, server.url, samples, proxy)
             slow = [Reply(chunks=[f"piece {i} " for i in range(20)], chunk_delay=0.1) for _ in range(users)]
             upstream.script("/v1/chat/completions", *slow)
