@@ -59,6 +59,8 @@ control_socket_disable = True
 def when_ready(server):
     """Once the master listens: the one-line banner (where, which upstream, which data)."""
     print(banner(settings), flush=True)
+
+
 def on_starting(server):
     """Refuse to listen beyond this machine without APP_PASSWORD, whatever address `-b` gives
     (the app itself only sees HOST): the same rule and message as `make run`."""

@@ -106,7 +106,7 @@ def is_authenticated() -> bool:
     if _session_valid(password):
         return True
     given = _bearer()
-    return bool(given) and _matches(given, password)
+    return given is not None and given != "" and _matches(given, password)
 
 
 class GuessLimit:

@@ -147,6 +147,8 @@ def log_finished(
         tokens or "-",
         extra,
     )
+
+
 # Where an answer cut at MAX_ANSWER_CHARS says so: a key of the entry's `usage` (no schema change;
 # the entry page and its JSON read it through Generator.answer_cut_at).
 CUT_AT = "answer_cut_at"

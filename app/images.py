@@ -158,8 +158,8 @@ def _check_address(url: str, trusted: tuple[str, int] | None) -> _Target:
     """The hop to make for `url`: refuse non-http(s) and ambiguous URLs, resolve the host once,
     and refuse it unless every address is public (or it is the trusted upstream's host:port)."""
     parsed = _parse(url)
-    host = parsed.host.strip("[]").lower()
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host, scheme = (parsed.host or "").strip("[]").lower(), parsed.scheme or "http"
+    port = parsed.port or (443 if scheme == "https" else 80)
     addresses = resolve(host, port)
     if not addresses:
         raise BadImage(N_("The image URL's host could not be found."))
@@ -168,7 +168,7 @@ def _check_address(url: str, trusted: tuple[str, int] | None) -> _Target:
             if not is_public(address):
                 log.warning("Refused to fetch an image from a non-public address: %s", host)
                 raise BadImage(N_("The image URL points at a private or local address; it was not fetched."))
-    return _Target(parsed.scheme, host, port, parsed.request_uri, addresses[0].split("%")[0])
+    return _Target(scheme, host, port, parsed.request_uri, addresses[0].split("%")[0])
 
 
 def _open(target: _Target, timeout: float) -> tuple[HTTPConnectionPool, BaseHTTPResponse]:
@@ -177,18 +177,21 @@ def _open(target: _Target, timeout: float) -> tuple[HTTPConnectionPool, BaseHTTP
     urllib3 is used directly (no requests session): no proxy variables, no ~/.netrc, and no
     second DNS lookup between the check and the connection.
     """
-    kwargs = {"port": target.port, "timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
+    limit = urllib3.Timeout(total=timeout)
     if target.scheme == "https":
         pool: HTTPConnectionPool = HTTPSConnectionPool(
             target.address,
+            port=target.port,
+            timeout=limit,
+            retries=False,
+            maxsize=1,
             cert_reqs="CERT_REQUIRED",
             ca_certs=CA_CERTS,
             server_hostname=target.host,
             assert_hostname=target.host,
-            **kwargs,
         )
     else:
-        pool = HTTPConnectionPool(target.address, **kwargs)
+        pool = HTTPConnectionPool(target.address, port=target.port, timeout=limit, retries=False, maxsize=1)
     headers = {"Host": target.host_header, "Accept": "image/*", "User-Agent": "chat-image-fetch"}
     try:
         response = pool.urlopen(

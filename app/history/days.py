@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinydb import TinyDB
+from tinydb.storages import MemoryStorage
+from tinydb.table import Document
+
 from .model import HistoryCorrupt
 
 TABLE = "entries"
@@ -63,6 +67,24 @@ def parse_day_file(path: Path) -> dict[str, dict[str, Any]] | None:
     if not all(k.isdigit() and isinstance(v, dict) and "index" in v for k, v in table.items()):
         raise HistoryCorrupt(path, "entries are not history entries")
     return data
+
+
+def document_rows(data: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of a parsed day document, in index order, read through TinyDB."""
+    db = TinyDB(storage=MemoryStorage)
+    db.storage.write(data)
+    return sorted((dict(doc) for doc in db.table(TABLE).all()), key=lambda raw: raw["index"])
+
+
+def document_text(coverage: Coverage, rows: list[dict[str, Any]]) -> bytes:
+    """A day document holding `rows`, built with TinyDB (its `_journal` table first, so that
+    Coverage.peek finds it at the head of the file) and serialised as compact UTF-8 JSON."""
+    db = TinyDB(storage=MemoryStorage)
+    db.table(META).insert(Document(coverage.as_table()["1"], doc_id=1))
+    db.table(TABLE).insert_multiple(Document(raw, doc_id=raw["index"] + 1) for raw in rows)
+    text = json.dumps(db.storage.read(), ensure_ascii=False, separators=(",", ":"))
+    # A lone surrogate (model output can carry one) has no UTF-8 form: written as "?".
+    return text.encode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -156,15 +178,13 @@ class DayState:
     """A day as this process knows it: the document it started from and the journal records
     applied since. Copy-on-write: a list handed out by :meth:`rows` never changes afterwards."""
 
-    def __init__(self, date: str, key: DocKey | None, coverage: Coverage, table: dict[str, Any]) -> None:
+    def __init__(self, date: str, key: DocKey | None, coverage: Coverage, rows: list[dict[str, Any]]) -> None:
         self.date = date
         self.key = key
         self.coverage = coverage
         self.offsets: dict[int, int] = {}  # journal generation → bytes applied
         self.tails: dict[int, int] = {}  # journal generation → bytes after its last complete line
-        self.entries: dict[int, dict[str, Any]] = {
-            raw["index"]: raw for _, raw in sorted(table.items(), key=lambda kv: int(kv[0]))
-        }
+        self.entries: dict[int, dict[str, Any]] = {raw["index"]: raw for raw in rows}
         self.version = 0  # bumped on every change, for caches derived from the rows
         self.lock = threading.Lock()
         self.folded: tuple[int, str] | None = None  # (version, searchable text) for search

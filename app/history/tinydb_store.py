@@ -32,7 +32,17 @@ from typing import Any
 
 from ..files import atomic_write, fsync_dir, write_temp
 from .claims import FileClaims
-from .days import MAX_GENERATIONS, META, TABLE, Coverage, DayPaths, DayState, doc_key, parse_day_file
+from .days import (
+    MAX_GENERATIONS,
+    META,
+    Coverage,
+    DayPaths,
+    DayState,
+    doc_key,
+    document_rows,
+    document_text,
+    parse_day_file,
+)
 from .journal import HistoryLock, JournalFile, decode_record, encode_record, read_journal
 from .model import Entry, HistoryCorrupt, Page, Permalink, group_days, is_date
 from .search import DayIndex, day_words, query_words, searchable
@@ -133,7 +143,7 @@ class ChatLog(StoreBase):
         exactly what `old` holds, else the document read afresh (None when it changed meanwhile
         or was damaged and has been moved aside)."""
         if key is None:
-            return DayState(date, None, Coverage(), {})  # no document: the day has no entries
+            return DayState(date, None, Coverage(), [])  # no document: the day has no entries
         path = self.paths.doc(date)
         if old is not None:
             coverage = Coverage.peek(path)
@@ -147,7 +157,7 @@ class ChatLog(StoreBase):
             return None
         if data is None:
             return None
-        return DayState(date, key, Coverage.from_table(data.get(META)), data.get(TABLE, {}))
+        return DayState(date, key, Coverage.from_table(data.get(META)), document_rows(data))
 
     def _catch_up(self, state: DayState) -> bool:
         """Apply what the day's journals gained since `state` last read them (under state.lock).
@@ -199,8 +209,7 @@ class ChatLog(StoreBase):
 
     def _new_document(self, date: str, coverage: Coverage) -> None:
         """Write an empty document for `date` (the first write of a day, or after damage)."""
-        body = {META: coverage.as_table(), TABLE: {}}
-        atomic_write(self.paths.doc(date), json.dumps(body, separators=(",", ":")))
+        atomic_write(self.paths.doc(date), document_text(coverage, []))
 
     def _append(self, date: str, records: list[dict[str, Any]]) -> tuple[JournalFile, int, int]:
         """Append `records` to the day's journal in one write (under the lock); returns the
@@ -419,11 +428,7 @@ class ChatLog(StoreBase):
                 self._ensure_index(date)
                 return False
             coverage = Coverage(uuid.uuid4().hex, before.id, max(frozen), frozen, before.floor)
-            table = {str(raw["index"] + 1): raw for raw in rows}
-            text = json.dumps(
-                {META: coverage.as_table(), TABLE: table}, ensure_ascii=False, separators=(",", ":")
-            )
-            tmp = write_temp(self.paths.doc(date), text.encode("utf-8", "replace"))
+            tmp = write_temp(self.paths.doc(date), document_text(coverage, rows))
             with self.lock:
                 os.replace(tmp, self.paths.doc(date))
                 # The folded journals, and any an earlier fold was stopped before removing.
