@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve dev test test-fast lint format bench lighthouse browser services pygments-css translations clean help
+.PHONY: run serve dev test test-fast lock lint format bench lighthouse browser services pygments-css translations clean help
 
 help:
 	@echo "make run    - install into .venv and serve the app with gunicorn (gunicorn.conf.py) on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
@@ -14,19 +14,32 @@ help:
 	@echo "make test-fast - lint, type-check, and the tests that need no browser and no services"
 	@echo "make bench  - run the benchmarks (and Lighthouse) and write bench/RESULTS.md"
 	@echo "make format - format the code with ruff"
+	@echo "make lock   - compile requirements*.txt (pinned, hashed) from requirements*.in"
 	@echo "make services - install Debian's postgresql and redis-server for the tests (make test does)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# requirements*.txt are locks with a hash for every file: pip refuses anything else.
 $(VENV)/.runtime: requirements.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.txt
 	@touch $@
 
 $(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
 	@touch $@ $(VENV)/.runtime
+
+# After changing requirements.in or requirements-dev.in: compile the locks again (pip-tools, in a
+# venv of its own), every version pinned and every file hashed.
+lock:
+	$(PYTHON) -m venv .lock-tools
+	.lock-tools/bin/python -m pip install --quiet pip-tools==7.6.2
+	for name in requirements requirements-dev; do \
+		.lock-tools/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+			--no-emit-index-url --no-emit-find-links --output-file $$name.txt $$name.in || exit 1; \
+	done
+	rm -rf .lock-tools
 
 # The production server, gunicorn, with threaded workers for streams; gunicorn.conf.py reads and
 # checks HOST, PORT, DATA_DIR, OPENAI_* ... from the environment or .env. `exec`: no shell stays
