@@ -17,6 +17,7 @@ covers every record appended before the call started.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
 import os
@@ -96,7 +97,10 @@ class JournalFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         created = not path.exists()
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # A file object (unbuffered, append mode) closes its descriptor when it is collected,
+        # so a store that is dropped without close() leaks nothing.
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close() or collection
+        self.fd = self._file.fileno()
         self.inode = os.fstat(self.fd).st_ino
         if created:
             fsync_dir(path.parent)  # the file itself must survive a power cut, not only its data
@@ -145,7 +149,7 @@ class JournalFile:
         with self._cond:
             if not self._closed:
                 self._closed = True
-                os.close(self.fd)
+                self._file.close()
                 self._cond.notify_all()
 
 
@@ -162,16 +166,27 @@ class HistoryLock:
         self.path = path
         self._thread_lock = threading.RLock()
         self._depth = 0
-        self._fd: int | None = None
+        self._file: io.FileIO | None = None
+
+    def _fd(self) -> int:
+        """The lock file's descriptor, opened on first use (a file object: closed when the lock
+        is collected, or by close())."""
+        if self._file is None:
+            self._file = io.FileIO(self.path, "a+")
+        return self._file.fileno()
+
+    def close(self) -> None:
+        """Let go of the lock file (the lock must not be held)."""
+        if self._file is not None and self._depth == 0:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> HistoryLock:
         if not self._thread_lock.acquire(timeout=LOCK_TIMEOUT):
             raise TimeoutError("the history is locked by a writer that does not finish")
         try:
             if self._depth == 0:
-                if self._fd is None:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                fcntl.flock(self._fd(), fcntl.LOCK_EX)
         except BaseException:
             self._thread_lock.release()
             raise
@@ -181,8 +196,8 @@ class HistoryLock:
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
         try:
-            if self._depth == 0 and self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self._depth == 0 and self._file is not None:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
 
@@ -191,10 +206,8 @@ class HistoryLock:
         if not self._thread_lock.acquire(blocking=False):
             return False
         if self._depth == 0:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self._fd(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 self._thread_lock.release()
                 return False

@@ -673,6 +673,17 @@ class ChatLog(StoreBase):
         """Number of entries (deleted ones left out)."""
         return sum(1 for _ in self.iter_entries())
 
+    def close(self) -> None:
+        """Close the journals and lock files this process holds open (the store stays usable:
+        they are opened again when needed)."""
+        with self.lock:
+            for handles in self._journals.values():
+                for journal in handles.values():
+                    journal.close()
+            self._journals.clear()
+        self.lock.close()
+        self.checkpoint_lock.close()
+
     def ready(self) -> tuple[bool, str]:
         try:
             probe = self.root / f".readyz-{uuid.uuid4().hex}.tmp"
