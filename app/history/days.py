@@ -20,6 +20,7 @@ import json
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ class DayPaths:
         self.root = root
         # Paths are built on every read of a day: keep the few in use (a pathlib join is slow).
         self._paths: dict[tuple[str, int], Path] = {}
+        self._listing: tuple[int, list[str]] | None = None
 
     def _path(self, date: str, gen: int, name: str) -> Path:
         path = self._paths.get((date, gen))
@@ -162,6 +164,18 @@ class DayPaths:
 
     def index(self, date: str) -> Path:
         return self.root / f"{date}.idx"
+
+    def names(self) -> list[str]:
+        """The names in the history folder. A listing is read again only when the folder
+        changed (its mtime), and always while that change is recent: a second change within the
+        file system's clock tick would not move the mtime."""
+        st = os.stat(self.root)
+        listed = self._listing
+        if listed is not None and listed[0] == st.st_mtime_ns and time.time_ns() - st.st_mtime_ns > 2e9:
+            return listed[1]
+        names = os.listdir(self.root)
+        self._listing = (st.st_mtime_ns, names)
+        return names
 
     def journal_gens(self, date: str) -> list[int]:
         """Every journal generation of `date` on disk (a directory listing: for rare paths)."""

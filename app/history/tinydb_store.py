@@ -97,7 +97,7 @@ class ChatLog(StoreBase):
     def dates(self) -> list[str]:
         """Every date with a day document, oldest first."""
         return sorted(
-            name[:-5] for name in os.listdir(self.root) if name.endswith(".json") and is_date(name[:-5])
+            name[:-5] for name in self.paths.names() if name.endswith(".json") and is_date(name[:-5])
         )
 
     def _day(self, date: str) -> DayState:
@@ -497,7 +497,7 @@ class ChatLog(StoreBase):
 
     def quarantined(self) -> list[str]:
         """Names of damaged day documents that were moved aside, for the owner to repair."""
-        return sorted(name for name in os.listdir(self.root) if ".json.corrupt-" in name)
+        return sorted(name for name in self.paths.names() if ".json.corrupt-" in name)
 
     def _quarantine(self, date: str, error: HistoryCorrupt) -> None:
         """Move a damaged document aside and put an empty one in its place (after checking,
