@@ -22,7 +22,12 @@ from werkzeug.security import safe_join
 # its own pinned file in static/.
 BUNDLES = {
     "bundle/app.css": ("css/app.css", "css/pygments.css"),
-    "bundle/app.js": ("vendor/htmx-2.0.11.min.js", "vendor/htmx-ext-sse-2.2.4.js", "js/app.js"),
+    "bundle/app.js": (
+        "vendor/htmx-2.0.11.min.js",
+        "vendor/htmx-ext-sse-2.2.4.js",
+        "js/app.js",
+        "js/compose.js",
+    ),
 }
 # Everything the page shell needs; also what the service worker precaches.
 SHELL_ASSETS = ("bundle/app.css", "js/theme.js", "bundle/app.js", "icons/icon.svg")
