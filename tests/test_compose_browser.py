@@ -81,6 +81,8 @@ def test_edit_a_turn_by_keyboard_then_switch_between_its_versions(open_page, ope
     wait_done(page, 1)
     page.keyboard.press("Escape")
     page.keyboard.press("f")
+    expect(page.locator("#followup")).to_contain_text("Follow-up (turn 2)")
+    expect(prompt).to_be_focused()
     page.keyboard.type("With a semicolon separator?")
     page.keyboard.press("Control+Enter")
     wait_done(page, 2)
@@ -253,16 +255,15 @@ def test_a_refused_picture_keeps_the_prompt_and_the_picture(open_page, demo_app,
     watched.assert_clean()
 
 
-def test_a_file_that_is_no_picture_is_refused_before_it_is_sent(open_page, demo_app, tmp_path):  # noqa: F811
+def test_a_picture_too_large_to_send_is_refused_before_it_is_sent(open_page, demo_app, tmp_path):  # noqa: F811
     watched = open_page(demo_app)
     page = watched.page
-    text = tmp_path / "notes.txt"
-    text.write_text("plain text")
-    page.get_by_label("Attach image").set_input_files(text)
-    expect(page.locator("#attachment-error")).to_have_text(
-        "The attached file is not a PNG, JPEG, WEBP or GIF image."
-    )
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_bytes() + b"\0" * (20 * 1024 * 1024))
+    page.get_by_label("Attach image").set_input_files(huge)
+    expect(page.locator("#attachment-error")).to_have_text("The attached image is larger than 20 MB.")
     expect(page.locator("#attachment")).to_be_hidden()
+    expect(page.get_by_label("Attach image")).to_have_value("")
     watched.assert_clean()
 
 

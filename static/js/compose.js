@@ -15,11 +15,11 @@
   // The picture sent with the running request: cleared once its answer is stored.
   var sentFile = null;
 
-  function showError(key) {
+  function showError(message) {
     var box = byId("attachment-error");
     if (!box) return;
-    box.textContent = key ? box.dataset[key] || "" : "";
-    box.hidden = !key;
+    box.textContent = message || "";
+    box.hidden = !message;
   }
 
   function showChip(file) {
@@ -29,7 +29,7 @@
     byId("attachment-name").textContent = file ? file.name : "";
     var thumb = byId("attachment-thumb");
     thumb.removeAttribute("src");
-    if (!file) return;
+    if (!file || !TYPES.test(file.type)) return;  // no preview: the server will say what it is
     // A data: URL (the CSP allows data: images, not blob:).
     var reader = new FileReader();
     reader.onload = function () { if (input().files[0] === file) thumb.src = reader.result; };
@@ -42,19 +42,15 @@
     showChip(null);
   }
 
-  // Check what was chosen, dropped or pasted; show it, or say why it cannot go.
+  // Show what was chosen, dropped or pasted; one too large to send is refused at once (the
+  // server checks everything else, and says what is wrong).
   function accept(file) {
     var field = input();
     if (!field) return;
     showError(null);
-    if (!TYPES.test(file.type)) {
-      clearAttachment();
-      showError("notImage");
-      return;
-    }
     if (file.size > MAX_BYTES) {
       clearAttachment();
-      showError("tooLarge");
+      showError(field.dataset.tooLarge);
       return;
     }
     if (field.files[0] !== file) {
@@ -137,9 +133,8 @@
     if (!form || !form.contains(event.target) || !carriesFiles(event)) return;
     event.preventDefault();
     form.classList.remove("dropping");
-    var file = imageIn(event.dataTransfer);
+    var file = imageIn(event.dataTransfer) || event.dataTransfer.files[0];
     if (file) accept(file);
-    else showError("notImage");
   });
 
   // "Follow up", "Variation", "Edit", "Edit image": on the generator page, set the form's chip
