@@ -31,6 +31,7 @@ SOURCE_PENDING = N_("The image to edit is still being made.")
 ONE_PLACE = N_("Send either parent or replaces, not both.")
 ONE_PICTURE = N_("Attach an image or name a source to edit, not both.")
 SOURCE_AND_PLACE = N_("An edit of a source continues the source's conversation: send no parent or replaces.")
+NO_EDITS = N_("This image model cannot edit pictures; editing works with gpt-image-1 and dall-e-2.")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
@@ -155,10 +156,7 @@ def read_ask(kind: str, field: Field, upload: object | None, generator: Generato
         and ask.with_picture
         and not image_options.capabilities(generator.provider.image_model).edits
     ):
-        raise PromptError(
-            f"The image model {generator.provider.image_model} cannot edit pictures; "
-            f"editing works with {image_options.EDIT_MODELS}."
-        )
+        raise PromptError(NO_EDITS)
     return ask
 
 

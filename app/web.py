@@ -98,15 +98,13 @@ def _refused(error: PromptError | DailyCapReached) -> Response:
     return make_response(jsonify(error=error.message), status)
 
 
-def _failed(failed: GenerationFailed, *, form: dict[str, Any] | None = None) -> Response:
+def _failed(failed: GenerationFailed) -> Response:
     """The upstream failed; the entry is stored, marked failed."""
     headers = {}
     if failed.error.retry_after is not None:
         headers["Retry-After"] = str(math.ceil(failed.error.retry_after))
     if htmx:
-        body = render_template(
-            "partials/_generate_response.html", entry=failed.entry, page=_sidebar_page(), form=form
-        )
+        body = render_template("partials/_generate_response.html", entry=failed.entry, page=_sidebar_page())
         headers["X-Error-Status"] = str(failed.error.status)
         return make_response(body, 200, headers)
     payload = {

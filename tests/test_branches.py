@@ -466,3 +466,20 @@ def test_branch_path_hangs_the_children_of_a_deleted_turn_below_its_parent():
     parents = live_parents(turns, lambda link: "/chatlog/2024-01-01/0" if link.endswith("/1") else None)
     assert parents == {"/chatlog/2024-01-01/0": None, "/chatlog/2024-01-01/2": "/chatlog/2024-01-01/0"}
     assert [t.index for t in branch_path(turns, turns[0], lambda link: "/chatlog/2024-01-01/0")] == [0, 2]
+
+
+def test_the_new_controls_speak_german(client, upstream):
+    _t1, t2, _t3 = three_turns(client, upstream)
+    new = post_code(client, "Sort them another way", replaces=t2)["entry"]
+    german = {"Accept-Language": "de"}
+    page = " ".join(client.get(new, headers=german).get_data(as_text=True).split())
+    for text in ("Bearbeiten", "Neu erzeugen", "Runde 2, Version 2 von 2", "Vorige Version"):
+        assert text in page, text
+    chip = client.get("/followup", query_string={"replaces": t2}, headers={**HX, **german})
+    assert "Runde 2 wird bearbeitet" in chip.get_data(as_text=True)
+    start = " ".join(client.get("/", headers=german).get_data(as_text=True).split())
+    assert "Bild anhängen" in start and "Bild entfernen" in start
+    refused = client.post(
+        "/generate_code", data={"prompt": "x", "replaces": "/chatlog/2020-01-01/1"}, headers={**HX, **german}
+    )
+    assert "Die Runde, die ersetzt werden soll, gibt es nicht." in refused.get_data(as_text=True)

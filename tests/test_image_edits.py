@@ -26,7 +26,7 @@ def history_backend(request: pytest.FixtureRequest) -> str:
 
 
 EDITS = "/v1/images/edits"
-NO_EDITS = "The image model dall-e-3 cannot edit pictures; editing works with gpt-image-1, dall-e-2."
+NO_EDITS = "This image model cannot edit pictures; editing works with gpt-image-1 and dall-e-2."
 
 
 @pytest.fixture
