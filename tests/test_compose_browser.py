@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import TEST_KEY
-from .test_browser import WatchedPage, browser, open_page, results  # noqa: F401
+from .test_browser import browser, open_page, results  # noqa: F401
 from .test_conversations import CHAT, sent_messages, stored, turn_messages
 from .test_pwa_a11y import axe_source, axe_violations, describe, new_tab, serve  # noqa: F401
 from .upstream import Reply, png_bytes
@@ -57,6 +57,17 @@ def wait_done(page: Page, count: int) -> None:
     expect(results(page).locator("article.status-done")).to_have_count(count, timeout=15_000)
 
 
+def answered(open_page, app, prompt: str = "Write a Python function that adds two numbers"):  # noqa: F811
+    """The generator in a browser with one code answer in Results; (watched page, page, prompt box)."""
+    watched = open_page(app)
+    page = watched.page
+    box = prompt_of(page)
+    box.fill(prompt)
+    box.press("Control+Enter")
+    wait_done(page, 1)
+    return watched, page, box
+
+
 def permalink(article) -> str:
     return article.locator("a.permalink").get_attribute("href")
 
@@ -73,12 +84,7 @@ def picture_file(tmp_path: Path, size=(64, 48)) -> Path:
 def test_edit_a_turn_by_keyboard_then_switch_between_its_versions(open_page, openai_app, upstream):  # noqa: F811
     app = openai_app()
     upstream.script(CHAT, *(Reply(chunks=[f"Answer {n}"]) for n in (1, 2, 3)))
-    watched: WatchedPage = open_page(app)
-    page = watched.page
-    prompt = prompt_of(page)
-    prompt.fill("How do I read a CSV file?")
-    prompt.press("Control+Enter")
-    wait_done(page, 1)
+    watched, page, prompt = answered(open_page, app, "How do I read a CSV file?")
     page.keyboard.press("Escape")
     page.keyboard.press("f")
     expect(page.locator("#followup")).to_contain_text("Follow-up (turn 2)")
@@ -124,12 +130,7 @@ def test_edit_a_turn_by_keyboard_then_switch_between_its_versions(open_page, ope
 
 
 def test_escape_cancels_editing_and_gives_back_the_draft(open_page, demo_app):  # noqa: F811
-    watched = open_page(demo_app)
-    page = watched.page
-    prompt = prompt_of(page)
-    prompt.fill("Write a Python function that adds two numbers")
-    prompt.press("Control+Enter")
-    wait_done(page, 1)
+    watched, page, prompt = answered(open_page, demo_app)
     prompt.fill("my unfinished draft")
     newest(page).get_by_role("link", name="Edit", exact=True).click()
     expect(page.locator("#followup")).to_contain_text("Editing turn 1")
@@ -142,12 +143,7 @@ def test_escape_cancels_editing_and_gives_back_the_draft(open_page, demo_app):  
 
 
 def test_r_regenerates_the_newest_answer_and_leaves_the_prompt_alone(open_page, demo_app):  # noqa: F811
-    watched = open_page(demo_app)
-    page = watched.page
-    prompt = prompt_of(page)
-    prompt.fill("Write a Python function that adds two numbers")
-    prompt.press("Control+Enter")
-    wait_done(page, 1)
+    watched, page, prompt = answered(open_page, demo_app)
     prompt.fill("something I am still typing")
     page.keyboard.press("Escape")
     page.keyboard.press("r")

@@ -46,9 +46,18 @@ def as_data_url(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
-def post_with_file(client, prompt: str, data: bytes, filename: str = "shot.png", **fields):
+def post_with_file(
+    client, prompt: str, data: bytes, filename: str = "shot.png", *, htmx: bool = False, **fields
+):
+    """POST /generate_code with a multipart picture (as the prompt form sends it for htmx)."""
     form = {"prompt": prompt, "image": (io.BytesIO(data), filename), **fields}
-    return client.post("/generate_code", data=form, content_type="multipart/form-data")
+    headers = HX if htmx else {}
+    return client.post("/generate_code", data=form, content_type="multipart/form-data", headers=headers)
+
+
+def stream_url(post) -> str:
+    """The event stream a streamed htmx answer connects to."""
+    return parse(post.get_data(as_text=True)).find_all("div")[0].attrs["sse-connect"]
 
 
 def stored_picture(client, entry: dict) -> bytes:
@@ -116,15 +125,9 @@ def test_a_data_url_in_a_json_body_works_the_same(client, upstream):
 
 
 def test_htmx_streamed_answer_sends_the_picture_too(client, upstream):
-    post = client.post(
-        "/generate_code",
-        data={"prompt": "Describe it", "image": (io.BytesIO(png_bytes()), "a.png")},
-        content_type="multipart/form-data",
-        headers=HX,
-    )
+    post = post_with_file(client, "Describe it", png_bytes(), "a.png", htmx=True)
     assert post.status_code == 200 and "X-Error-Status" not in post.headers
-    stream_url = parse(post.get_data(as_text=True)).find_all("div")[0].attrs["sse-connect"]
-    events = client.get(stream_url).get_data(as_text=True)
+    events = client.get(stream_url(post)).get_data(as_text=True)
     assert "event: done" in events
     request = upstream.calls(CHAT)[-1]["json"]
     assert request["stream"] is True
@@ -241,12 +244,7 @@ def test_a_body_beyond_the_request_cap_is_a_413(app, client, upstream):
 
 
 def test_htmx_refusal_shows_the_message_and_keeps_the_form(app, client, upstream):
-    response = client.post(
-        "/generate_code",
-        data={"prompt": "Keep my prompt", "image": (io.BytesIO(b"not a picture"), "x.png")},
-        content_type="multipart/form-data",
-        headers=HX,
-    )
+    response = post_with_file(client, "Keep my prompt", b"not a picture", "x.png", htmx=True)
     assert response.status_code == 200
     assert response.headers["X-Error-Status"] == "400"
     alert = only(parse(response.get_data(as_text=True)).find_all("div"))
@@ -324,14 +322,8 @@ def test_a_model_refusing_pictures_gets_its_own_message_and_keeps_the_prompt(cli
 
 def test_a_model_refusing_pictures_while_streaming_says_so(client, upstream):
     upstream.script(CHAT, Reply(status=400, json=NO_IMAGES))
-    post = client.post(
-        "/generate_code",
-        data={"prompt": "Turn this into HTML", "image": (io.BytesIO(png_bytes()), "a.png")},
-        content_type="multipart/form-data",
-        headers=HX,
-    )
-    stream_url = parse(post.get_data(as_text=True)).find_all("div")[0].attrs["sse-connect"]
-    events = client.get(stream_url).get_data(as_text=True)
+    post = post_with_file(client, "Turn this into HTML", png_bytes(), "a.png", htmx=True)
+    events = client.get(stream_url(post)).get_data(as_text=True)
     assert REFUSED in events
     assert "Turn this into HTML" in events
 
@@ -360,15 +352,10 @@ def test_the_entry_shows_its_picture_beside_the_prompt(client, upstream):
 
 
 def test_the_streamed_entry_in_results_shows_the_picture(client, upstream):
-    post = client.post(
-        "/generate_code",
-        data={"prompt": "Describe it", "image": (io.BytesIO(png_bytes()), "a.png")},
-        content_type="multipart/form-data",
-        headers=HX,
-    )
+    post = post_with_file(client, "Describe it", png_bytes(), "a.png", htmx=True)
     root = parse(post.get_data(as_text=True))
     assert [a.attrs["href"] for a in root.find_all("a") if a.has_class("input-image")] != []
-    stream = client.get(root.find_all("div")[0].attrs["sse-connect"]).get_data(as_text=True)
+    stream = client.get(stream_url(post)).get_data(as_text=True)
     assert 'class="input-image"' in stream  # the final entry too
 
 
