@@ -28,7 +28,7 @@ from .config import Settings
 from .history import Entry, HistoryStore, HistoryUnavailable, Permalink
 from .i18n import N_
 from .image_options import ImageOptions
-from .images import BaseImageStore, ImageStoreUnavailable, fetch_image, redact_url
+from .images import BaseImageStore, ImageStoreUnavailable, StoredImage, fetch_image, redact_url
 from .models import ModelCatalog
 from .providers import (
     ConnectionDropped,
@@ -562,6 +562,24 @@ class Generator:
 
     # -- images ------------------------------------------------------------------------------
 
+    def _make_image(self, entry: Entry, options: ImageOptions, deadline: float) -> tuple[str, StoredImage]:
+        """Ask for the entry's picture, fetch it if it came as a URL, and store it as the entry's
+        own file; returns the model that made it and the stored image."""
+        answer = self._with_retries(lambda timeout: self._image_answer(entry, options, timeout), deadline)
+        log.debug(
+            "Antwort von OpenAI erhalten: image as %s",
+            "URL" if answer.url else f"{len(answer.data or b'')} bytes",
+        )
+        data = answer.data
+        if answer.url:
+            log.debug("Bild-URL: %s", redact_url(answer.url))
+            data = fetch_image(
+                answer.url,
+                timeout=max(1.0, deadline - time.monotonic()),
+                trusted_upstream=self.settings.openai_base_url,
+            )
+        return answer.model, self.images.save(entry.id, data or b"")
+
     def _image_answer(self, entry: Entry, options: ImageOptions, timeout: float) -> ImageAnswer:
         """A new picture for `entry`: generated from its prompt, or its input picture edited."""
         if entry.input_image:
@@ -610,20 +628,7 @@ class Generator:
         log.debug("Sende Anfrage an OpenAI API... (image, model %s, %s)", entry.model, options.as_dict())
         deadline = started + self.settings.upstream_timeout
         try:
-            answer = self._with_retries(lambda timeout: self._image_answer(entry, options, timeout), deadline)
-            log.debug(
-                "Antwort von OpenAI erhalten: image as %s",
-                "URL" if answer.url else f"{len(answer.data or b'')} bytes",
-            )
-            data = answer.data
-            if answer.url:
-                log.debug("Bild-URL: %s", redact_url(answer.url))
-                data = fetch_image(
-                    answer.url,
-                    timeout=max(1.0, deadline - time.monotonic()),
-                    trusted_upstream=self.settings.openai_base_url,
-                )
-            stored = self.images.save(entry.id, data or b"")
+            model, stored = self._make_image(entry, options, deadline)
         except UpstreamError as error:
             log.error("Fehler bei der Bildgenerierung: %s", error.message)
             raise self._fail(entry, error, started) from None
@@ -643,7 +648,7 @@ class Generator:
                 self.chatlog.finish,
                 entry,
                 self.images.url(stored.name),
-                model=answer.model,
+                model=model,
                 image_file=stored.name,
                 options=options.as_dict(),
                 dimensions=[stored.width, stored.height],

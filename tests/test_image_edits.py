@@ -237,9 +237,12 @@ def test_after_an_htmx_edit_the_form_edits_the_new_picture(editing_client, upstr
 
 
 def test_the_image_options_say_which_models_edit(editing_client, client, upstream):
-    assert "This image model edits pictures too" in editing_client.get("/").get_data(as_text=True)
-    text = " ".join(client.get("/").get_data(as_text=True).split())
-    assert "editing a picture works with gpt-image-1, dall-e-2" in text
+    options = parse(editing_client.get("/").get_data(as_text=True)).find_all("details")[0]
+    assert "This model also edits pictures" in options.text
+    options = parse(client.get("/").get_data(as_text=True)).find_all("details")[0]
+    assert "This model makes new pictures only; gpt-image-1, dall-e-2 edit pictures." in " ".join(
+        options.text.split()
+    )
 
 
 def test_the_gallery_offers_edit_image_and_shows_the_edited_picture(editing_client, upstream):
