@@ -88,6 +88,21 @@ def _upload() -> object | None:
     return upload.stream if upload is not None and upload.filename else None
 
 
+def _picture_room() -> None:
+    """Let the body hold an attached picture (20 MB, as base64 in a JSON body) beside the
+    prompt; a body without one keeps the app's cap (MAX_CONTENT_LENGTH), or it is a 413."""
+    request.max_content_length = input_images.MAX_REQUEST_BYTES
+    size = request.content_length
+    if size is None:  # a chunked body: read it (within the larger cap) to know its size
+        size = len(request.get_data(cache=True))
+    if (
+        size > current_app.config["MAX_CONTENT_LENGTH"]
+        and _upload() is None
+        and read_field("image") in (None, "")
+    ):
+        abort(413)
+
+
 def _refused(error: PromptError | DailyCapReached) -> Response:
     """A request that was not answered (nothing stored): JSON with its status, or for htmx a
     visible alert (status in `X-Error-Status`; the prompt and picture stay in the form)."""
@@ -146,8 +161,7 @@ def _generated(kind: str) -> Response:
     `HX-Trigger: generated`, which clears the prompt box. A code answer for htmx is streamed: the
     fragment connects to the entry's event stream. Every other client gets the seed's JSON.
     """
-    # Room for an attached picture (20 MB, as base64 in a JSON body) beside the prompt.
-    request.max_content_length = input_images.MAX_REQUEST_BYTES
+    _picture_room()
     generator = _generator()
     try:
         ask = asks.read_ask(kind, read_field, _upload(), generator)

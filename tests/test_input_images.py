@@ -243,6 +243,16 @@ def test_a_body_beyond_the_request_cap_is_a_413(app, client, upstream):
     assert entry_count(app) == 0
 
 
+def test_a_picture_may_take_the_body_past_the_2_mb_cap(client, upstream):
+    noise = Image.frombytes("RGB", (1100, 1000), bytes(range(256)) * 12_890 + bytes(160))
+    out = io.BytesIO()
+    noise.save(out, format="PNG", compress_level=0)
+    assert out.tell() > 3 * 1024 * 1024
+    response = client.post("/generate_code", json={"prompt": "Look", "image": as_data_url(out.getvalue())})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert Image.open(io.BytesIO(stored_picture(client, response.get_json()))).size == (1100, 1000)
+
+
 def test_htmx_refusal_shows_the_message_and_keeps_the_form(app, client, upstream):
     response = post_with_file(client, "Keep my prompt", b"not a picture", "x.png", htmx=True)
     assert response.status_code == 200
