@@ -67,8 +67,9 @@ def from_data_url(text: str) -> bytes:
         raise InputImageError(BAD_BASE64) from None
 
 
-def from_upload(stream: io.IOBase | object) -> bytes:
-    """The bytes of an uploaded file, read up to just past the cap (never all of a huge one)."""
+def from_upload(stream: object) -> bytes:
+    """The bytes of an uploaded file (a readable stream), read up to just past the cap (never
+    all of a huge one)."""
     read = getattr(stream, "read", None)
     if read is None:
         raise InputImageError(NOT_AN_IMAGE)
