@@ -22,16 +22,18 @@ from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
-from . import image_options
+from . import context as chat_context
+from . import image_options, input_images
 from .config import Settings
 from .history import Entry, HistoryStore, HistoryUnavailable, Permalink
 from .i18n import N_
 from .image_options import ImageOptions
-from .images import BaseImageStore, ImageStoreUnavailable, fetch_image, redact_url
+from .images import BaseImageStore, ImageStoreUnavailable, StoredImage, fetch_image, redact_url
 from .models import ModelCatalog
 from .providers import (
     ConnectionDropped,
     EmptyAnswer,
+    ImageAnswer,
     IncompleteAnswer,
     Provider,
     Refused,
@@ -99,11 +101,14 @@ class DailyCapReached(Exception):
 
 
 class PromptError(ValueError):
-    """The prompt (or model) is missing, blank or too long; `message` is shown to the user (400)."""
+    """The request cannot be answered as asked (a missing or too long prompt, an unknown model
+    or permalink, a picture that cannot be used); `message` is shown to the user, `status` is
+    the HTTP status (400 unless a more precise one fits: 404, 409, 410)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 @dataclass
@@ -242,31 +247,25 @@ class Generator:
             raise PromptError(N_("The entry to follow up is still being answered."))
         return parent
 
-    def context(self, entry: Entry) -> tuple[list[dict[str, str]], int]:
-        """The `messages` for `entry`: SYSTEM_PROMPT, the earlier turns of its conversation
-        (user/assistant, oldest first), then its own prompt; and how many earlier turns were
-        left out to keep within CONTEXT_CHARS (the oldest go first; the new prompt always stays).
-        """
-        turns: list[tuple[str, str]] = []
-        for turn in self.chatlog.chain(entry)[:-1]:
-            if turn.kind == "code" and turn.response and turn.status in ("done", "stopped"):
-                turns.append((turn.prompt, turn.response))
-        budget = self.settings.context_chars - len(entry.prompt) - len(self.settings.system_prompt or "")
-        kept: list[tuple[str, str]] = []
-        for prompt, answer in reversed(turns):
-            if len(prompt) + len(answer) > budget:
-                break
-            kept.insert(0, (prompt, answer))
-            budget -= len(prompt) + len(answer)
-        messages = (
-            [{"role": "system", "content": self.settings.system_prompt}]
-            if self.settings.system_prompt
-            else []
+    def context(self, entry: Entry) -> tuple[list[chat_context.Message], int]:
+        """The `messages` for `entry` (app.context): SYSTEM_PROMPT, the earlier turns of its
+        branch of the conversation (user/assistant, oldest first, pictures as content parts),
+        then its own prompt; and how many earlier turns were left out to keep within
+        CONTEXT_CHARS (the oldest go first; the new prompt always stays)."""
+        built = chat_context.build(
+            self.chatlog.chain(entry),
+            self.settings.context_chars,
+            self.settings.system_prompt,
+            self._image_data,
         )
-        for prompt, answer in kept:
-            messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
-        messages.append({"role": "user", "content": entry.prompt})
-        return messages, len(turns) - len(kept)
+        return built.messages, built.dropped
+
+    def _image_data(self, name: str) -> str | None:
+        """A stored picture as a data URL; None when it is gone (its turn goes as text)."""
+        try:
+            return input_images.data_url(self.images, name)
+        except (FileNotFoundError, ValueError):
+            return None
 
     def _fail(self, entry: Entry, error: UpstreamError, started: float) -> GenerationFailed:
         error.partial = error.partial[: self.settings.max_answer_chars]
@@ -277,21 +276,45 @@ class Generator:
     # -- code / text -------------------------------------------------------------------------
 
     def start_code(
-        self, prompt: str, model: str | None = None, parent: Entry | None = None, *, stream: bool = False
+        self,
+        prompt: str,
+        model: str | None = None,
+        parent: Entry | None = None,
+        *,
+        stream: bool = False,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
     ) -> Entry:
         """Store the prompt as a pending code entry. With `stream`, start answering it at once
-        in the background, so the answer is on its way while the browser connects to follow it."""
+        in the background, so the answer is on its way while the browser connects to follow it.
+
+        `replaces`: the turn this is another version of (`parent` is then that turn's parent);
+        `input_image`: the stored picture that goes with the prompt."""
         entry = self.chatlog.begin(
-            "code", prompt, model or self.provider.chat_model, demo=self.provider.demo, parent=parent
+            "code",
+            prompt,
+            model or self.provider.chat_model,
+            demo=self.provider.demo,
+            parent=parent,
+            replaces=replaces,
+            input_image=input_image,
         )
         if stream and self.chatlog.claims.claim(entry.id):
             self._start_run(entry)
         return entry
 
-    def generate_code(self, prompt: str, model: str | None = None, parent: Entry | None = None) -> Entry:
+    def generate_code(
+        self,
+        prompt: str,
+        model: str | None = None,
+        parent: Entry | None = None,
+        *,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
+    ) -> Entry:
         """Answer `prompt` with the chat model; raise GenerationFailed after storing the failure."""
         started = time.monotonic()
-        entry = self.start_code(prompt, model, parent)
+        entry = self.start_code(prompt, model, parent, replaces=replaces, input_image=input_image)
         log.debug("Sende Anfrage an OpenAI API... (chat, model %s, %d characters)", entry.model, len(prompt))
         deadline = started + self.settings.upstream_timeout
         messages, dropped = self.context(entry)
@@ -576,6 +599,31 @@ class Generator:
 
     # -- images ------------------------------------------------------------------------------
 
+    def _make_image(self, entry: Entry, options: ImageOptions, deadline: float) -> tuple[str, StoredImage]:
+        """Ask for the entry's picture, fetch it if it came as a URL, and store it as the entry's
+        own file; returns the model that made it and the stored image."""
+        answer = self._with_retries(lambda timeout: self._image_answer(entry, options, timeout), deadline)
+        log.debug(
+            "Antwort von OpenAI erhalten: image as %s",
+            "URL" if answer.url else f"{len(answer.data or b'')} bytes",
+        )
+        data = answer.data
+        if answer.url:
+            log.debug("Bild-URL: %s", redact_url(answer.url))
+            data = fetch_image(
+                answer.url,
+                timeout=max(1.0, deadline - time.monotonic()),
+                trusted_upstream=self.settings.openai_base_url,
+            )
+        return answer.model, self.images.save(entry.id, data or b"")
+
+    def _image_answer(self, entry: Entry, options: ImageOptions, timeout: float) -> ImageAnswer:
+        """A new picture for `entry`: generated from its prompt, or its input picture edited."""
+        if entry.input_image:
+            picture = self.images.read(entry.input_image)
+            return self.provider.edit_image(entry.prompt, picture, options, timeout)
+        return self.provider.generate_image(entry.prompt, options, timeout)
+
     def image_options(
         self, size: object = None, quality: object = None, style: object = None
     ) -> ImageOptions:
@@ -588,37 +636,36 @@ class Generator:
             raise PromptError(str(e)) from None
 
     def generate_image(
-        self, prompt: str, options: ImageOptions | None = None, parent: Entry | None = None
+        self,
+        prompt: str,
+        options: ImageOptions | None = None,
+        parent: Entry | None = None,
+        *,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
     ) -> Entry:
         """Generate, validate and store one image for `prompt` as this entry's own file.
 
-        With `parent` (an image entry) it is a variation: a new image from the edited prompt,
-        linked to the earlier one. The image APIs take no conversation, so only the prompt counts.
+        With `parent` (an image entry) and no picture it is a variation: a new image from the
+        edited prompt, linked to the earlier one. With `input_image` it is an edit: the stored
+        picture and the prompt go to the image model's edits endpoint. The image APIs take no
+        conversation, so only the prompt (and picture) count.
         """
         options = options or self.image_options()
         started = time.monotonic()
         entry = self.chatlog.begin(
-            "image", prompt, self.provider.image_model, demo=self.provider.demo, parent=parent
+            "image",
+            prompt,
+            self.provider.image_model,
+            demo=self.provider.demo,
+            parent=parent,
+            replaces=replaces,
+            input_image=input_image,
         )
         log.debug("Sende Anfrage an OpenAI API... (image, model %s, %s)", entry.model, options.as_dict())
         deadline = started + self.settings.upstream_timeout
         try:
-            answer = self._with_retries(
-                lambda timeout: self.provider.generate_image(prompt, options, timeout), deadline
-            )
-            log.debug(
-                "Antwort von OpenAI erhalten: image as %s",
-                "URL" if answer.url else f"{len(answer.data or b'')} bytes",
-            )
-            data = answer.data
-            if answer.url:
-                log.debug("Bild-URL: %s", redact_url(answer.url))
-                data = fetch_image(
-                    answer.url,
-                    timeout=max(1.0, deadline - time.monotonic()),
-                    trusted_upstream=self.settings.openai_base_url,
-                )
-            stored = self.images.save(entry.id, data or b"")
+            model, stored = self._make_image(entry, options, deadline)
         except UpstreamError as error:
             log.error("Fehler bei der Bildgenerierung: %s", error.message)
             raise self._fail(entry, error, started) from None
@@ -638,7 +685,7 @@ class Generator:
                 self.chatlog.finish,
                 entry,
                 self.images.url(stored.name),
-                model=answer.model,
+                model=model,
                 image_file=stored.name,
                 options=options.as_dict(),
                 dimensions=[stored.width, stored.height],

@@ -14,6 +14,7 @@ class Capabilities:
     sizes: tuple[str, ...]
     qualities: tuple[str, ...] = ()
     styles: tuple[str, ...] = ()
+    edits: bool = False  # the model edits a picture (`/v1/images/edits`)
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,19 @@ class ImageOptions:
 
 
 DALL_E_3 = Capabilities(("1024x1024", "1792x1024", "1024x1792"), ("standard", "hd"), ("vivid", "natural"))
-DALL_E_2 = Capabilities(("256x256", "512x512", "1024x1024"))
-GPT_IMAGE = Capabilities(("1024x1024", "1536x1024", "1024x1536"), ("low", "medium", "high"))
-ANY = Capabilities(IMAGE_SIZES)  # other OpenAI-compatible servers, and the demo
+DALL_E_2 = Capabilities(("256x256", "512x512", "1024x1024"), edits=True)
+GPT_IMAGE = Capabilities(("1024x1024", "1536x1024", "1024x1536"), ("low", "medium", "high"), edits=True)
+ANY = Capabilities(IMAGE_SIZES)  # other OpenAI-compatible servers: editing is not assumed
+DEMO = Capabilities(IMAGE_SIZES, edits=True)  # the offline demo edits its own way
+EDIT_MODELS = "gpt-image-1, dall-e-2"  # named where editing is offered or refused
 
 
 def capabilities(model: str) -> Capabilities:
-    """The options `model` accepts (dall-e-3, dall-e-2, gpt-image-*; anything else: any size)."""
+    """The options `model` accepts (dall-e-3, dall-e-2, gpt-image-*, the demo; anything else:
+    any size, no edits)."""
     name = model.lower()
+    if name == "demo":
+        return DEMO
     if name.startswith("dall-e-3"):
         return DALL_E_3
     if name.startswith("dall-e-2"):

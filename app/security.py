@@ -46,6 +46,7 @@ HEADERS = {
 LIMITED = {
     "web.generate_code": "rate_limit",
     "web.generate_image": "rate_limit",
+    "web.regenerate_entry": "rate_limit",
 }
 
 

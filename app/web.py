@@ -21,9 +21,11 @@ from flask import (
     Response,
     abort,
     current_app,
+    g,
     get_template_attribute,
     jsonify,
     make_response,
+    redirect,
     render_template,
     request,
     stream_with_context,
@@ -32,8 +34,8 @@ from flask_htmx import HTMX
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from . import image_options
-from .generation import DailyCapReached, GenerationFailed, Generator, PromptError, clean_prompt
+from . import asks, image_options, input_images
+from .generation import DailyCapReached, GenerationFailed, Generator, PromptError
 from .history import Entry, HistoryStore, HistoryUnavailable, Page, Permalink, is_date
 from .i18n import N_
 from .images import ImageStoreUnavailable
@@ -80,6 +82,80 @@ def _sidebar_page() -> Page:
     return _chatlog().page(current_app.config["SETTINGS"].history_sidebar_limit)
 
 
+def _upload() -> object | None:
+    """The file of the multipart field `image`, if one was chosen (browsers send an empty part
+    for a file input left empty)."""
+    upload = request.files.get("image")
+    return upload.stream if upload is not None and upload.filename else None
+
+
+def _picture_room() -> None:
+    """Let the body hold an attached picture (20 MB, as base64 in a JSON body) beside the
+    prompt; a body without one keeps the app's cap (MAX_CONTENT_LENGTH), or it is a 413."""
+    request.max_content_length = input_images.MAX_REQUEST_BYTES
+    size = request.content_length
+    if size is None:  # a chunked body: read it (within the larger cap) to know its size
+        size = len(request.get_data(cache=True))
+    if (
+        size > current_app.config["MAX_CONTENT_LENGTH"]
+        and _upload() is None
+        and read_field("image") in (None, "")
+    ):
+        abort(413)
+
+
+def _refused(error: PromptError | DailyCapReached) -> Response:
+    """A request that was not answered (nothing stored): JSON with its status, or for htmx a
+    visible alert (status in `X-Error-Status`; the prompt and picture stay in the form)."""
+    status = 429 if isinstance(error, DailyCapReached) else error.status
+    if htmx:
+        body = render_template("partials/_error.html", message=error.message)
+        return make_response(body, 200, {"X-Error-Status": str(status)})
+    return make_response(jsonify(error=error.message), status)
+
+
+def _failed(failed: GenerationFailed) -> Response:
+    """The upstream failed; the entry is stored, marked failed."""
+    headers = {}
+    if failed.error.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(failed.error.retry_after))
+    if htmx:
+        body = render_template("partials/_generate_response.html", entry=failed.entry, page=_sidebar_page())
+        headers["X-Error-Status"] = str(failed.error.status)
+        return make_response(body, 200, headers)
+    payload = {
+        "error": failed.error.message,
+        "entry": failed.entry.permalink,
+        "demo": _generator().provider.demo,
+    }
+    return make_response(jsonify(payload), failed.error.status, headers)
+
+
+def _next_form(ask: asks.Ask, entry: Entry) -> dict[str, Any] | None:
+    """What the prompt form continues with after `entry` (None: it stays as it is): the next
+    turn of its conversation, or for an edited picture, editing the new one."""
+    if not ask.continues:
+        return None
+    if entry.kind == "image" and entry.input_image and entry.image_file:
+        return {"source": entry}
+    return {"parent": entry}
+
+
+def _answer_json(entry: Entry) -> Response:
+    """The seed's JSON answer (`code` or `image_url`) with the app's fields."""
+    field = "code" if entry.kind == "code" else "image_url"
+    payload: dict[str, Any] = {
+        field: entry.response,
+        "entry": entry.permalink,
+        "model": entry.model,
+        "demo": _generator().provider.demo,
+    }
+    if entry.kind == "code" and Generator.answer_cut_at(entry) is not None:
+        payload["truncated"] = True  # cut at MAX_ANSWER_CHARS; only then, so the seed shape stays
+    payload.update(_turn_fields(entry))
+    return jsonify(payload)
+
+
 def _generated(kind: str) -> Response:
     """Shared body of the two generate routes; `kind` is "code" or "image".
 
@@ -88,92 +164,101 @@ def _generated(kind: str) -> Response:
     `HX-Trigger: generated`, which clears the prompt box. A code answer for htmx is streamed: the
     fragment connects to the entry's event stream. Every other client gets the seed's JSON.
     """
-    settings = current_app.config["SETTINGS"]
+    _picture_room()
     generator = _generator()
     try:
-        prompt = clean_prompt(read_field("prompt"), settings.max_prompt_chars)
-        model = generator.choose_model(read_field("model")) if kind == "code" else None
-        options = (
-            generator.image_options(read_field("size"), read_field("quality"), read_field("style"))
-            if kind == "image"
-            else None
-        )
-        parent_field = read_field("parent")
-        parent = generator.find_parent(
-            read_field("conversation_id") if parent_field is None else parent_field
-        )
+        ask = asks.read_ask(kind, read_field, _upload(), generator)
         generator.check_daily_cap()
-    except (PromptError, DailyCapReached) as e:
-        status = 429 if isinstance(e, DailyCapReached) else 400
-        if htmx:
-            body = render_template("partials/_error.html", message=e.message)
-            return make_response(body, 200, {"X-Error-Status": str(status)})
-        return make_response(jsonify(error=e.message), status)
-    if kind == "code" and htmx:
-        entry = generator.start_code(prompt, model, parent, stream=True)
-        body = render_template(
-            "partials/_stream_start.html", entry=entry, page=_sidebar_page(), continues=parent is not None
-        )
-        return make_response(body)
-    try:
-        entry = (
-            generator.generate_code(prompt, model, parent)
-            if kind == "code"
-            else generator.generate_image(prompt, options, parent)
-        )
-    except GenerationFailed as failed:
-        headers = {}
-        if failed.error.retry_after is not None:
-            headers["Retry-After"] = str(math.ceil(failed.error.retry_after))
-        if htmx:
+        if kind == "code" and htmx:
+            entry = asks.run(ask, generator, stream=True)
+            form = _next_form(ask, entry)
             body = render_template(
-                "partials/_generate_response.html", entry=failed.entry, page=_sidebar_page()
+                "partials/_stream_start.html", entry=entry, page=_sidebar_page(), form=form
             )
-            headers["X-Error-Status"] = str(failed.error.status)
-            return make_response(body, 200, headers)
-        payload = {
-            "error": failed.error.message,
-            "entry": failed.entry.permalink,
-            "demo": generator.provider.demo,
-        }
-        return make_response(jsonify(payload), failed.error.status, headers)
+            return make_response(body)
+        entry = asks.run(ask, generator)
+    except (PromptError, DailyCapReached) as e:
+        return _refused(e)
+    except GenerationFailed as failed:
+        return _failed(failed)
     if entry.deleted:
         abort(410, description=N_("This entry was deleted while it was being generated."))
     if htmx:
+        form = _next_form(ask, entry)
         body = render_template(
-            "partials/_generate_response.html",
-            entry=entry,
-            page=_sidebar_page(),
-            continues=parent is not None,
+            "partials/_generate_response.html", entry=entry, page=_sidebar_page(), form=form
         )
         return make_response(body, 200, {"HX-Trigger": "generated"})
-    field = "code" if kind == "code" else "image_url"
-    payload = {
-        field: entry.response,
-        "entry": entry.permalink,
-        "model": entry.model,
-        "demo": generator.provider.demo,
-    }
-    if kind == "code" and Generator.answer_cut_at(entry) is not None:
-        payload["truncated"] = True  # cut at MAX_ANSWER_CHARS; only then, so the seed shape stays
-    if entry.parent:
-        payload.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
-    return jsonify(payload)
+    return _answer_json(entry)
+
+
+@bp.post("/chatlog/<date>/<int:index>/regenerate")
+def regenerate_entry(date: str, index: int):
+    """Another version of a turn, asked again unchanged (its prompt, picture and image options).
+
+    htmx (Results on the generator page) gets the new entry as a fragment, streamed for code;
+    a plain form post (the entry page) is sent on to the new entry's page, where a code answer
+    streams in. The prompt form is left as it is.
+    """
+    entry = _existing_entry(date, index)
+    generator = _generator()
+    fields: dict[str, object] = {"prompt": entry.prompt, "replaces": entry.permalink}
+    if entry.kind == "image":
+        fields.update(entry.options)
+    try:
+        ask = asks.read_ask(entry.kind, fields.get, None, generator)
+        generator.check_daily_cap()
+        made = asks.run(ask, generator, stream=entry.kind == "code")
+    except (PromptError, DailyCapReached) as e:
+        if htmx:
+            return _refused(e)
+        return error_response(
+            429 if isinstance(e, DailyCapReached) else e.status, e.message, "Not regenerated"
+        )
+    except GenerationFailed as failed:
+        made = failed.entry
+    if not htmx:
+        return redirect(made.permalink, 303)
+    template = (
+        "partials/_stream_start.html" if made.status == "pending" else "partials/_generate_response.html"
+    )
+    return render_template(template, entry=made, page=_sidebar_page())
+
+
+def form_mode(args: Any) -> dict[str, Any]:
+    """What the prompt form continues from, by the query: `parent` (a follow-up, or a variation
+    of an image), `replaces` (editing a turn: its prompt refills the box) or `source` (editing a
+    picture). PromptError when the permalink cannot be used."""
+    generator = _generator()
+    if args.get("replaces"):
+        editing = asks.find_turn(
+            generator,
+            args.get("replaces"),
+            asks.REPLACES_MISSING,
+            asks.REPLACES_DELETED,
+            asks.REPLACES_PENDING,
+        )
+        return {"editing": editing, "refill": editing.prompt if editing else ""}
+    if args.get("source"):
+        return {"source": asks.find_source(generator, args.get("source"))}
+    parent = generator.find_parent(args.get("parent"))
+    variation = parent is not None and parent.kind == "image"
+    return {"parent": parent, "refill": parent.prompt if variation and parent else ""}
 
 
 @bp.get("/followup")
 def followup():
-    """The follow-up chip of the prompt form: which entry the next prompt continues (or none).
+    """The chip of the prompt form: which entry the next prompt continues, which turn it
+    replaces, or which picture it edits (none without a query).
 
-    For an image entry (a variation) the prompt box is refilled with its prompt to edit.
+    For a variation of an image, or a turn being edited, the prompt box is refilled with its
+    prompt to change.
     """
     try:
-        parent = _generator().find_parent(request.args.get("parent"))
+        mode = form_mode(request.args)
     except PromptError as e:
         return render_template("partials/_error.html", message=e.message)
-    return render_template(
-        "partials/_followup.html", parent=parent, refill=parent is not None and parent.kind == "image"
-    )
+    return render_template("partials/_followup.html", form=mode, refill_box=True)
 
 
 def sse_event(event: str, html: str) -> str:
@@ -249,21 +334,20 @@ def models():
 
 @bp.get("/")
 def index() -> str:
-    parent = None
-    if request.args.get("parent"):
-        try:
-            parent = _generator().find_parent(request.args.get("parent"))
-        except PromptError:
-            parent = None
+    try:
+        mode = form_mode(request.args)
+    except PromptError:
+        mode = {}
     return render_template(
         "index.html",
-        parent=parent,
+        form=mode,
         page=_sidebar_page(),
-        prefill=(request.args.get("prompt") or (parent.prompt if parent and parent.kind == "image" else ""))[
+        prefill=(request.args.get("prompt") or mode.get("refill") or "")[
             : current_app.config["SETTINGS"].max_prompt_chars
         ],
         default_model=_generator().provider.chat_model,
         image_caps=image_options.capabilities(_generator().provider.image_model),
+        edit_models=image_options.EDIT_MODELS,
         image_default_size=_generator().image_options().size,
     )
 
@@ -426,10 +510,24 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         data["truncated"] = True  # cut at MAX_ANSWER_CHARS
     if entry.error:
         data["error"] = entry.error
-    if entry.parent or entry.root:
-        data.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
+    data.update(_turn_fields(entry))
     if entry.context_dropped:
         data["context_dropped"] = entry.context_dropped
+    return data
+
+
+def _turn_fields(entry: Entry) -> dict[str, Any]:
+    """An entry's place in its conversation and its picture, for the JSON answers: `parent`,
+    `conversation` and `turn` in a conversation, `siblings` (permalinks of the turn's versions,
+    oldest first, itself included) when it has versions, `input_image_url` with a picture."""
+    data: dict[str, Any] = {}
+    if entry.parent or entry.root:
+        data.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
+    versions = _chatlog().versions(entry)
+    if len(versions) > 1:
+        data["siblings"] = [v.permalink for v in versions]
+    if entry.input_image_url:
+        data["input_image_url"] = entry.input_image_url
     return data
 
 
@@ -444,7 +542,7 @@ def view_entry(date: str, index: int):
         return jsonify(entry_json(entry))
     if htmx:
         return render_template("partials/_entry.html", entry=entry)
-    turns = _chatlog().conversation(entry)
+    turns = _chatlog().branch(entry)
     return render_template("entry.html", entry=entry, turns=turns, page=_sidebar_page())
 
 
@@ -462,13 +560,15 @@ def download_code(date: str, index: int, n: int):
 
 
 def _remove_images(entries: Iterable[Entry], done: set[str] | None = None) -> set[str]:
-    """Delete the entries' images (except those in `done`); returns the names handled."""
+    """Delete the entries' images and input pictures (except those in `done`); returns the
+    names handled."""
     images = current_app.extensions["images"]
     done = set(done or ())
     for entry in entries:
-        if entry.image_file and entry.image_file not in done:
-            images.delete(entry.image_file)
-            done.add(entry.image_file)
+        for name in (entry.image_file, entry.input_image):
+            if name and name not in done:
+                images.delete(name)
+                done.add(name)
     return done
 
 
@@ -567,6 +667,23 @@ def gallery():
 def history_warnings() -> dict[str, Any]:
     """Damaged history files that were moved aside: every page says so until they are dealt with."""
     return {"quarantined": _chatlog().quarantined()}
+
+
+def turn_versions(entry: Entry) -> list[str]:
+    """The permalinks of a turn's versions, oldest first (just its own without any); read once
+    per entry and request."""
+    known: dict[str, list[str]] = g.setdefault("turn_versions", {})
+    if entry.id not in known:
+        known[entry.id] = [v.permalink for v in _chatlog().versions(entry)]
+    return known[entry.id]
+
+
+@bp.app_context_processor
+def entry_helpers() -> dict[str, Any]:
+    """For the entry partial: its versions, and whether images get "Edit image" (the image
+    model edits pictures) or "Variation" (a new picture from the edited text)."""
+    edits = image_options.capabilities(_generator().provider.image_model).edits
+    return {"turn_versions": turn_versions, "image_edits": edits}
 
 
 @bp.get("/healthz")

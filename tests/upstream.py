@@ -8,6 +8,8 @@ next requests get with :meth:`FakeUpstream.script`; unscripted requests get sens
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import io
 import json
 import socket
@@ -83,6 +85,35 @@ def stream_chunk(text: str | None, finish_reason: str | None = None, usage: dict
 
 def error_body(message: str, kind: str = "server_error", code: str | None = None) -> dict:
     return {"error": {"message": message, "type": kind, "code": code, "param": None}}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a multipart/form-data body as the upstream received it."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
+
+
+def multipart(request: dict[str, Any]) -> dict[str, Part]:
+    """The parts of a recorded multipart request (e.g. `/v1/images/edits`), by field name."""
+    ctype = request["headers"].get("Content-Type") or request["headers"].get("content-type") or ""
+    assert ctype.startswith("multipart/form-data"), f"not a multipart request: {ctype!r}"
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + request["body"]
+    )
+    parts: dict[str, Part] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        parts[str(name)] = Part(str(name), payload, part.get_filename(), part.get_content_type())
+    return parts
 
 
 class FakeUpstream:
@@ -186,6 +217,10 @@ class FakeUpstream:
     def _default(self, path: str, body: dict[str, Any] | None) -> Reply:
         if path == "/v1/chat/completions":
             prompt = (body or {}).get("messages", [{}])[-1].get("content", "")
+            if isinstance(prompt, list):  # content parts: answer the text, count the pictures
+                pictures = sum(1 for p in prompt if p.get("type") == "image_url")
+                text = " ".join(p.get("text", "") for p in prompt if p.get("type") == "text")
+                prompt = f"{text} (with {pictures} image{'s' if pictures != 1 else ''})"
             text = f"Answer to: {prompt}\n\n```python\nprint('hi')\n```"
             if (body or {}).get("stream"):
                 return Reply(chunks=[text[i : i + 8] for i in range(0, len(text), 8)])
@@ -196,6 +231,11 @@ class FakeUpstream:
             else:
                 data = [{"url": self.origin + "/files/image.png", "revised_prompt": "revised"}]
             return Reply(json={"created": int(time.time()), "data": data})
+        if path == "/v1/images/edits":
+            # gpt-image-1 answers edits in b64_json; a picture of its own, so a test can tell
+            # the stored result from the source.
+            edited = base64.b64encode(png_bytes((80, 60), (30, 90, 200))).decode()
+            return Reply(json={"created": int(time.time()), "data": [{"b64_json": edited}]})
         if path == "/v1/models":
             return Reply(json={"object": "list", "data": [{"id": "test-chat-model", "object": "model"}]})
         if path in self.files:
@@ -253,7 +293,13 @@ class FakeUpstream:
             body = None
         with self._lock:
             self.requests.append(
-                {"method": method, "path": path, "json": body, "headers": dict(handler.headers.items())}
+                {
+                    "method": method,
+                    "path": path,
+                    "json": body,
+                    "body": raw,
+                    "headers": dict(handler.headers.items()),
+                }
             )
         reply = self._next_scripted(path) or self._default(path, body)
         if reply.delay:

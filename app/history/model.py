@@ -94,6 +94,13 @@ class Entry:
     followups: int = 0  # live turns that follow up this one; History shows a thread's latest
     context_dropped: int = 0  # earlier turns left out of the context to fit the budget
     deleted: bool = False
+    # Branches (Edit / Regenerate): the permalink of the first version of the turn this one is
+    # another version of; its versions share it (the first version has None and is its own).
+    sibling_of: str | None = None
+    branched: bool = False  # on a conversation's first turn: one of its turns has versions
+    # The picture sent along with the prompt: a stored `<hex>.png` this entry owns (an image
+    # attached to a code prompt, or the picture an image edit started from).
+    input_image: str | None = None
 
     @property
     def address(self) -> Permalink:
@@ -107,6 +114,23 @@ class Entry:
     def thread(self) -> str:
         """The permalink of the conversation's first turn (its own for a single exchange)."""
         return self.root or self.permalink
+
+    @property
+    def versions_of(self) -> str:
+        """The permalink naming this turn's versions: its first version's (its own if first)."""
+        return self.sibling_of or self.permalink
+
+    @property
+    def input_image_url(self) -> str | None:
+        """The same-origin URL of the picture sent with the prompt, or None."""
+        return f"/images/{self.input_image}" if self.input_image else None
+
+    @property
+    def input_thumb_url(self) -> str | None:
+        """The thumbnail of the picture sent with the prompt, or None."""
+        return (
+            "/images/" + self.input_image.removesuffix(".png") + ".thumb.webp" if self.input_image else None
+        )
 
     @property
     def image_url(self) -> str | None:

@@ -73,6 +73,9 @@ entries = sa.Table(
     sa.Column("context_dropped", sa.Integer, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False),
     sa.Column("searchable", sa.Text, nullable=False),
+    sa.Column("sibling_of", sa.Text),
+    sa.Column("branched", sa.Boolean, nullable=False),
+    sa.Column("input_image", sa.Text),
 )
 days_table = sa.Table(
     "days",
@@ -290,13 +293,25 @@ class SQLChatLog(StoreBase):
         return conn.execute(stmt, {"day": day, "n": count}).scalar_one() - count
 
     def begin(
-        self, kind: str, prompt: str, model: str, *, demo: bool = False, parent: Entry | None = None
+        self,
+        kind: str,
+        prompt: str,
+        model: str,
+        *,
+        demo: bool = False,
+        parent: Entry | None = None,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
     ) -> Entry:
-        entry = self._new_entry(kind, prompt, model, demo, parent)
+        entry = self._new_entry(kind, prompt, model, demo, parent, replaces, input_image)
+        first = self._first_turn(entry) if replaces is not None else None
 
         def work(conn: Connection) -> Entry:
             if parent is not None:
                 self._count_followup(conn, parent, +1)
+            if first is not None and first.index <= MAX_INDEX:
+                # The conversation has branches now (kept on its first turn, deleted or not).
+                conn.execute(entries.update().where(position == tuple(first)).values(branched=True))
             entry.index = self._allocate(conn, entry.date)
             conn.execute(entries.insert().values(_row(entry.to_dict())))
             return entry
@@ -431,7 +446,23 @@ class SQLChatLog(StoreBase):
         return [position < tuple(start)]
 
     def page(self, limit: int, before: str | None = None) -> Page:
-        where = [sa.not_(entries.c.deleted), entries.c.followups == 0, *self._before(before)]
+        """As :meth:`ChatLog.page`: a conversation appears once, as its newest live turn (with
+        branches, an older branch's last turn has no follow-ups either: a newer turn hides it)."""
+        newer = entries.alias("newer")
+        thread = sa.func.coalesce(
+            entries.c.root, "/chatlog/" + entries.c.day + "/" + sa.cast(entries.c.idx, sa.Text)
+        )
+        superseded = sa.exists().where(
+            newer.c.root == thread,
+            sa.not_(newer.c.deleted),
+            sa.tuple_(newer.c.day, newer.c.idx) > position,
+        )
+        where = [
+            sa.not_(entries.c.deleted),
+            entries.c.followups == 0,
+            sa.not_(superseded),
+            *self._before(before),
+        ]
         rows = self._select(*where, limit=limit + 1)
         picked = [_raw(r) for r in rows[:limit]]
         more = len(rows) > limit and picked
@@ -569,8 +600,9 @@ class SQLChatLog(StoreBase):
                 else:
                     conn.execute(entries.update().where(position == key).values(row))
                     result.updated += 1
-                    if there["image_file"] and there["image_file"] != row["image_file"]:
-                        result.orphaned_images.append(there["image_file"])
+                    for name in ("image_file", "input_image"):
+                        if there[name] and there[name] != row[name]:
+                            result.orphaned_images.append(there[name])
             if new:
                 from sqlalchemy.dialects.postgresql import insert
 

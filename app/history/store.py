@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
+from . import branches
 from .claims import StreamClaims
 from .model import KINDS, Day, Entry, Page, Permalink, group_days
 from .seed import ImageFileFor, seed_row
@@ -33,9 +34,22 @@ class HistoryStore(Protocol):
 
     # -- writes
     def begin(
-        self, kind: str, prompt: str, model: str, *, demo: bool = False, parent: Entry | None = None
+        self,
+        kind: str,
+        prompt: str,
+        model: str,
+        *,
+        demo: bool = False,
+        parent: Entry | None = None,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
     ) -> Entry:
-        """Store a new pending entry for `prompt` before the upstream is asked, and return it."""
+        """Store a new pending entry for `prompt` before the upstream is asked, and return it.
+
+        `parent`: the turn it follows up. `replaces`: the turn it is another version of (it
+        then takes that turn's place: same parent, given as `parent`, same turn number).
+        `input_image`: the stored picture sent with the prompt.
+        """
         ...
 
     def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
@@ -87,6 +101,15 @@ class HistoryStore(Protocol):
 
     def chain(self, entry: Entry) -> list[Entry]:
         """The turns `entry` follows up, oldest first, ending with `entry`."""
+        ...
+
+    def versions(self, entry: Entry) -> list[Entry]:
+        """The live versions of `entry`'s turn (Edit / Regenerate), oldest first, itself included."""
+        ...
+
+    def branch(self, entry: Entry) -> list[Entry]:
+        """The turns shown with `entry`: those it follows up, itself, then the newest branch
+        below it."""
         ...
 
     def search(self, query: str, limit: int = 100) -> list[Entry]: ...
@@ -151,12 +174,25 @@ class StoreBase:
         raise NotImplementedError
 
     # -- shared behaviour
-    def _new_entry(self, kind: str, prompt: str, model: str, demo: bool, parent: Entry | None) -> Entry:
-        """A new pending entry (index 0 until the engine assigns the day's next one)."""
+    def _new_entry(
+        self,
+        kind: str,
+        prompt: str,
+        model: str,
+        demo: bool,
+        parent: Entry | None,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
+    ) -> Entry:
+        """A new pending entry (index 0 until the engine assigns the day's next one).
+
+        Another version of a turn (`replaces`) takes the turn's place in its conversation: the
+        same parent (a deleted one too) and turn number; a first turn's version joins the first
+        turn's conversation."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
         now = self.clock()
-        return Entry(
+        entry = Entry(
             id=uuid.uuid4().hex,
             date=now.date().isoformat(),
             index=0,
@@ -168,7 +204,16 @@ class StoreBase:
             parent=parent.permalink if parent else None,
             root=parent.thread if parent else None,
             turn=parent.turn + 1 if parent else 1,
+            input_image=input_image,
         )
+        if replaces is not None:
+            entry.parent, entry.root, entry.turn = replaces.parent, replaces.thread, replaces.turn
+            entry.sibling_of = replaces.versions_of
+        return entry
+
+    def _first_turn(self, entry: Entry) -> Permalink | None:
+        """The address of the first turn of `entry`'s conversation (where `branched` is kept)."""
+        return Permalink.parse(entry.thread)
 
     def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
         return self._update(entry, response=response, status="done", error=None, **extra)
@@ -183,7 +228,15 @@ class StoreBase:
     def _tombstone(stored: dict[str, Any]) -> dict[str, Any]:
         # The content goes; only what keeps the permalink meaningful (410, not reused) stays.
         # `parent` and `root` stay too: later turns of a conversation remain linked through it.
-        return {"deleted": True, "prompt": "", "response": "", "error": None, "image_file": None, "usage": {}}
+        return {
+            "deleted": True,
+            "prompt": "",
+            "response": "",
+            "error": None,
+            "image_file": None,
+            "input_image": None,
+            "usage": {},
+        }
 
     def _at(self, permalink: str | None) -> Entry | None:
         target = Permalink.parse(permalink)
@@ -208,6 +261,30 @@ class StoreBase:
                 turns.append(current)
             current = self._at(current.parent)
         return list(reversed(turns))
+
+    def conversation(self, entry: Entry) -> list[Entry]:
+        raise NotImplementedError
+
+    def _branched(self, entry: Entry) -> bool:
+        """Whether any turn of `entry`'s conversation has another version (read from the store:
+        the flag on the first turn changes after the entry was read)."""
+        first = self._at(entry.thread)
+        return first is not None and first.branched
+
+    def _parent_of_deleted(self, permalink: str) -> str | None:
+        entry = self._at(permalink)
+        return entry.parent if entry is not None else None
+
+    def versions(self, entry: Entry) -> list[Entry]:
+        if not self._branched(entry):
+            return [entry]
+        return branches.versions(self.conversation(entry), entry)
+
+    def branch(self, entry: Entry) -> list[Entry]:
+        turns = self.conversation(entry)
+        if not self._branched(entry):
+            return turns  # one line of turns: all of them
+        return branches.branch_path(turns, entry, self._parent_of_deleted)
 
     def days(self, *, newest_first: bool = True, limit: int | None = None) -> list[Day]:
         """Entries grouped by date (deleted ones left out); `limit` caps the number of entries."""
@@ -249,4 +326,8 @@ class StoreBase:
     def iter_full(self) -> Iterator[dict[str, Any]]:
         """Every live entry with all its fields, oldest first, read a batch at a time."""
         for raw in self.iter_entries(newest_first=False):
-            yield Entry.from_dict(raw).to_dict()
+            entry = Entry.from_dict(raw)
+            row = entry.to_dict()
+            if entry.input_image_url:
+                row["input_image_url"] = entry.input_image_url
+            yield row

@@ -244,18 +244,29 @@ class ChatLog(StoreBase):
             self._fold_later(previous)
 
     def begin(
-        self, kind: str, prompt: str, model: str, *, demo: bool = False, parent: Entry | None = None
+        self,
+        kind: str,
+        prompt: str,
+        model: str,
+        *,
+        demo: bool = False,
+        parent: Entry | None = None,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
     ) -> Entry:
         """Store a new pending entry for `prompt` before the upstream is asked, and return it.
 
-        With `parent`, the entry is the next turn of the parent's conversation. The record is not
-        synced on its own: it survives a killed process in the page cache, and the answer's
-        record, which is synced before the answer is acknowledged, takes it to the disk.
+        With `parent`, the entry is the next turn of the parent's conversation; with `replaces`,
+        another version of that turn. The record is not synced on its own: it survives a killed
+        process in the page cache, and the answer's record, which is synced before the answer
+        is acknowledged, takes it to the disk.
         """
-        entry = self._new_entry(kind, prompt, model, demo, parent)
+        entry = self._new_entry(kind, prompt, model, demo, parent, replaces, input_image)
         with self.lock:
             if parent is not None:
                 self._count_followup(parent, +1)
+            if replaces is not None:
+                self._mark_branched(entry)
             state = self._day(entry.date)
             # The sequence matters only to a day with no entry yet (see DayState.next_index).
             reserved = int(self._sequence().get(entry.date, 0)) if not state.entries else 0
@@ -272,6 +283,15 @@ class ChatLog(StoreBase):
             return
         followups = max(0, stored.get("followups", 0) + step)
         self._append(entry.date, [{"set": entry.index, "id": entry.id, "c": {"followups": followups}}])
+
+    def _mark_branched(self, entry: Entry) -> None:
+        """Note on the conversation's first turn (a deleted one too) that it has branches, so
+        History lists it by its newest turn (under the lock)."""
+        first = self._first_turn(entry)
+        stored = self._day(first.date).entries.get(first.index) if first else None
+        if first is None or stored is None or stored.get("branched"):
+            return
+        self._append(first.date, [{"set": first.index, "id": stored["id"], "c": {"branched": True}}])
 
     def _update(self, entry: Entry, **changes: Any) -> Entry:
         with self.lock:
@@ -577,8 +597,9 @@ class ChatLog(StoreBase):
         """
         picked: list[dict[str, Any]] = []
         more = False
+        newest: dict[str, str] = {}  # a branched conversation's thread → its newest turn
         for raw in self._after_cursor(before):
-            if raw.get("followups", 0) > 0:
+            if raw.get("followups", 0) > 0 or not self._is_newest(Entry.from_dict(raw), newest):
                 continue
             if len(picked) == limit:
                 more = True
@@ -586,6 +607,15 @@ class ChatLog(StoreBase):
             picked.append(raw)
         cursor = Permalink(picked[-1]["date"], picked[-1]["index"]).cursor if more and picked else None
         return Page(group_days(picked), cursor)
+
+    def _is_newest(self, entry: Entry, newest: dict[str, str]) -> bool:
+        """Whether `entry` is the newest live turn of its conversation, as History lists it.
+        Only a conversation with branches can have another turn without follow-ups."""
+        if not self._branched(entry):
+            return True
+        if entry.thread not in newest:
+            newest[entry.thread] = self.conversation(entry)[-1].permalink
+        return newest[entry.thread] == entry.permalink
 
     def images_page(self, limit: int, before: str | None = None) -> tuple[list[Entry], str | None]:
         """Up to `limit` image entries that still have their image, newest first, older than the

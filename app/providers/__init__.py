@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import Settings
 from ..image_options import ImageOptions
@@ -100,10 +100,39 @@ class Refused(UpstreamError):
     kind = "refused"
 
 
+class ImagesRefused(UpstreamError):
+    """The chat model does not take pictures (the upstream refused the image part): the
+    request, not the upstream, has to change, so it is a 400."""
+
+    status = 400
+    kind = "images_refused"
+
+
 class BadImage(UpstreamError):
     """The upstream's image is missing, unreachable, too large, or not an image."""
 
     kind = "bad_image"
+
+
+Message = dict[str, Any]  # role and content: a string, or content parts (text, image_url)
+
+
+def message_text(message: Message) -> str:
+    """The text of a message, whether its content is a string or content parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    return "".join(
+        p.get("text", "") for p in content or [] if isinstance(p, dict) and p.get("type") == "text"
+    )
+
+
+def message_images(message: Message) -> list[str]:
+    """The URLs of a message's `image_url` parts (data URLs here), in order."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    return [p["image_url"]["url"] for p in content if isinstance(p, dict) and p.get("type") == "image_url"]
 
 
 class Provider(Protocol):
@@ -113,14 +142,19 @@ class Provider(Protocol):
     chat_model: str
     image_model: str
 
-    def complete(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextAnswer:
+    def complete(self, messages: list[Message], model: str, timeout: float) -> TextAnswer:
         """Answer a chat given as OpenAI-style `messages` (oldest first, the new prompt last)."""
 
-    def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextStream:
+    def stream(self, messages: list[Message], model: str, timeout: float) -> TextStream:
         """Start a streamed answer; raises UpstreamError if the upstream refuses to start."""
 
     def generate_image(self, prompt: str, options: ImageOptions, timeout: float | None = None) -> ImageAnswer:
         """Generate one image for `prompt` with the (validated) size, quality and style."""
+
+    def edit_image(
+        self, prompt: str, image: bytes, options: ImageOptions, timeout: float | None = None
+    ) -> ImageAnswer:
+        """Edit the picture `image` (a PNG) as `prompt` says: a new picture derived from it."""
 
     def list_models(self) -> list[str]:
         """The chat models the upstream offers (may raise UpstreamError)."""

@@ -6,6 +6,8 @@ same prompt always gives the same answer and the same picture, different prompts
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import re
@@ -13,11 +15,11 @@ import textwrap
 import threading
 from collections.abc import Iterator
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from ..config import Settings
 from ..image_options import ImageOptions
-from . import ImageAnswer, StreamChunk, TextAnswer
+from . import ImageAnswer, Message, StreamChunk, TextAnswer, message_images, message_text
 
 _SNIPPETS: dict[str, tuple[tuple[str, ...], str, str]] = {
     # language: (keywords that select it, fence tag, snippet template)
@@ -80,6 +82,53 @@ def demo_answer(prompt: str) -> str:
         f"```{fence}\n{code}\n```\n\n"
         "Set `OPENAI_API_KEY` (and optionally `OPENAI_BASE_URL`) to get real answers."
     )
+
+
+def picture_note(urls: list[str]) -> str:
+    """What the demo says about the pictures sent with a prompt: their pixel sizes."""
+    sizes = []
+    for url in urls:
+        _, _, payload = url.partition(",")
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(payload))) as picture:
+                sizes.append(f"{picture.width}×{picture.height}")
+        except (binascii.Error, ValueError, OSError, UnidentifiedImageError):
+            sizes.append("unreadable")
+    if not sizes:
+        return ""
+    if len(sizes) == 1:
+        return f"\n\nThe attached image is {sizes[0]} pixels."
+    return f"\n\nThe {len(sizes)} attached images are {', '.join(sizes)} pixels."
+
+
+def demo_reply(messages: list[Message]) -> str:
+    """The demo's answer to the last message: its text, and a word on any attached picture."""
+    last = messages[-1]
+    return demo_answer(message_text(last)) + picture_note(message_images(last))
+
+
+def demo_edit(prompt: str, picture: bytes, size: str = "512x512") -> bytes:
+    """The picture visibly derived from: scaled into the size, tinted with a colour from the
+    prompt's hash, framed in it, with the prompt as a caption (deterministic)."""
+    width, height = (int(n) for n in size.split("x"))
+    scale = min(1.0, 512 / max(width, height))
+    width, height = max(64, int(width * scale)), max(64, int(height * scale))
+    digest = _digest(prompt)
+    tint = tuple(digest[0:3])
+    with Image.open(io.BytesIO(picture)) as source:
+        base = ImageOps.fit(source.convert("RGB"), (width, height))
+    image = Image.blend(base, Image.new("RGB", (width, height), tint), 0.3)
+    draw = ImageDraw.Draw(image)
+    border = max(4, min(width, height) // 32)
+    draw.rectangle([(0, 0), (width - 1, height - 1)], outline=tint, width=border)
+    caption = textwrap.wrap(" ".join(prompt.split()), width=max(10, width // 9))[:2] or [""]
+    box_top = height - 16 * len(caption) - 16
+    draw.rectangle([(0, box_top), (width, height)], fill=(0, 0, 0))
+    for n, line in enumerate(caption):
+        draw.text((8, box_top + 8 + n * 16), line, fill=(255, 255, 255), font=ImageFont.load_default())
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def demo_image(prompt: str, size: str = "512x512") -> bytes:
@@ -150,15 +199,19 @@ class DemoProvider:
         self.chat_model = "demo"
         self.image_model = "demo"
 
-    def complete(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextAnswer:
-        prompt = messages[-1]["content"]
-        return TextAnswer(text=demo_answer(prompt), model="demo")
+    def complete(self, messages: list[Message], model: str, timeout: float) -> TextAnswer:
+        return TextAnswer(text=demo_reply(messages), model="demo")
 
-    def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> DemoStream:
-        return DemoStream(demo_answer(messages[-1]["content"]))
+    def stream(self, messages: list[Message], model: str, timeout: float) -> DemoStream:
+        return DemoStream(demo_reply(messages))
 
     def list_models(self) -> list[str]:
         return ["demo"]
 
     def generate_image(self, prompt: str, options: ImageOptions, timeout: float | None = None) -> ImageAnswer:
         return ImageAnswer(model="demo", data=demo_image(prompt, options.size))
+
+    def edit_image(
+        self, prompt: str, image: bytes, options: ImageOptions, timeout: float | None = None
+    ) -> ImageAnswer:
+        return ImageAnswer(model="demo", data=demo_edit(prompt, image, options.size))

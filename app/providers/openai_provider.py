@@ -29,7 +29,9 @@ from . import (
     ConnectionDropped,
     EmptyAnswer,
     ImageAnswer,
+    ImagesRefused,
     IncompleteAnswer,
+    Message,
     RateLimited,
     Refused,
     StreamChunk,
@@ -38,14 +40,30 @@ from . import (
     UpstreamTimeout,
     UpstreamUnavailable,
     UpstreamUnreachable,
+    message_images,
 )
 
 log = logging.getLogger("app.upstream")
 
 
-def _message_params(messages: list[dict[str, str]]) -> list[ChatCompletionMessageParam]:
+def _message_params(messages: list[Message]) -> list[ChatCompletionMessageParam]:
     """Our messages (role and content, as the API documents them) in the client's typed shape."""
     return cast("list[ChatCompletionMessageParam]", messages)
+
+
+def _with_images(messages: list[Message]) -> bool:
+    return any(message_images(m) for m in messages)
+
+
+# What upstreams say when a model takes no pictures: OpenAI ("image_url is only supported by
+# certain models"), vLLM ("not a multimodal model"), Ollama and LiteLLM ("does not support
+# images", "vision").
+_IMAGE_REFUSAL = ("image", "vision", "multimodal", "multi-modal")
+
+
+def _about_images(error: openai.BadRequestError) -> bool:
+    text = f"{getattr(error, 'code', '') or ''} {getattr(error, 'message', '') or error}".lower()
+    return any(word in text for word in _IMAGE_REFUSAL)
 
 
 def _retry_after(error: openai.APIStatusError) -> float | None:
@@ -88,8 +106,9 @@ def _is_refused_connection(error: BaseException) -> bool:
 
 
 @contextmanager
-def translate_errors(what: str) -> Iterator[None]:
-    """Turn `openai` exceptions into UpstreamError subclasses with a human message."""
+def translate_errors(what: str, *, images: bool = False) -> Iterator[None]:
+    """Turn `openai` exceptions into UpstreamError subclasses with a human message. `images`:
+    the request carried pictures, so a 400 about them means the model takes none."""
     try:
         yield
     except openai.AuthenticationError as e:
@@ -114,6 +133,10 @@ def translate_errors(what: str) -> Iterator[None]:
         log.error("%s failed: upstream refused the request (400): %s", what, e)
         if getattr(e, "code", None) == "content_policy_violation":
             raise Refused(N_("The upstream refused this prompt under its content policy.")) from None
+        if images and _about_images(e):
+            raise ImagesRefused(
+                N_("This model does not accept images. Remove the image or choose another model.")
+            ) from None
         raise UpstreamError(N_("The upstream could not process this request (400).")) from None
     except openai.NotFoundError as e:
         log.error("%s failed: not found (404): %s", what, e)
@@ -230,9 +253,9 @@ class OpenAIProvider:
             max_retries=0,
         )
 
-    def complete(self, messages: list[dict[str, str]], model: str, timeout: float) -> TextAnswer:
+    def complete(self, messages: list[Message], model: str, timeout: float) -> TextAnswer:
         """One non-streaming chat completion."""
-        with translate_errors("Chat completion"):
+        with translate_errors("Chat completion", images=_with_images(messages)):
             completion = self.client.chat.completions.create(
                 model=model, messages=_message_params(messages), timeout=timeout
             )
@@ -254,9 +277,9 @@ class OpenAIProvider:
             }
         return TextAnswer(text=text, model=completion.model or model, usage=usage)
 
-    def stream(self, messages: list[dict[str, str]], model: str, timeout: float) -> OpenAIStream:
+    def stream(self, messages: list[Message], model: str, timeout: float) -> OpenAIStream:
         """Start a streamed chat completion, asking for usage in the last chunk."""
-        with translate_errors("Chat stream"):
+        with translate_errors("Chat stream", images=_with_images(messages)):
             stream = self.client.chat.completions.create(
                 model=model,
                 messages=_message_params(messages),
@@ -278,6 +301,27 @@ class OpenAIProvider:
         params.update((k, v) for k, v in (("quality", options.quality), ("style", options.style)) if v)
         with translate_errors("Image generation"):
             result = self.client.images.generate(**params, timeout=timeout)
+        return self._image(result)
+
+    def edit_image(
+        self, prompt: str, image: bytes, options: ImageOptions, timeout: float | None = None
+    ) -> ImageAnswer:
+        """One edited image from `/v1/images/edits` (multipart: the picture and the prompt)."""
+        params: dict[str, Any] = {
+            "model": self.image_model,
+            "prompt": prompt,
+            "image": ("image.png", image, "image/png"),
+            "size": options.size,
+            "n": 1,
+        }
+        if options.quality:
+            params["quality"] = options.quality
+        with translate_errors("Image edit"):
+            result = self.client.images.edit(**params, timeout=timeout)
+        return self._image(result)
+
+    def _image(self, result: Any) -> ImageAnswer:
+        """The first image of an images answer: decoded `b64_json` bytes, or the URL to fetch."""
         if not result.data:
             log.error("Kein Bild in der Antwort gefunden.")
             raise BadImage(N_("The upstream returned no image."))

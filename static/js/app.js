@@ -43,6 +43,13 @@
         stop.click();
         return;
       }
+      // Editing a turn or a picture: Escape cancels it (a second one leaves the prompt).
+      var cancel = document.querySelector("#followup .cancel-mode");
+      if (cancel && (event.target === field || !isTextField(event.target))) {
+        event.preventDefault();
+        cancel.click();
+        return;
+      }
       if (event.target === field) {
         field.blur();
         return;
@@ -58,16 +65,29 @@
     } else if (event.key === "j" || event.key === "k") {
       event.preventDefault();
       moveInHistory(event.key === "j" ? 1 : -1);
-    } else if (event.key === "f") {
-      // Follow up on the entry holding focus, else on the newest result.
-      var scope = document.activeElement && document.activeElement.closest && document.activeElement.closest("article.entry");
-      var link = (scope || document).querySelector(".followup-link");
-      if (link) {
+    } else if (ACTIONS[event.key]) {
+      // f: follow up (or a variation / edit of a picture), e: edit, r: regenerate; on the
+      // entry holding focus, else on the newest result (on an entry's page, the turn shown).
+      var entry = targetEntry();
+      var control = entry && entry.querySelector(ACTIONS[event.key]);
+      if (control) {
         event.preventDefault();
-        link.click();
+        control.click();
       }
     }
   });
+
+  var ACTIONS = { f: ".followup-link", e: ".edit-link", r: ".regenerate-button" };
+
+  function targetEntry() {
+    var active = document.activeElement;
+    var focused = active && active.closest && active.closest("article.entry");
+    if (focused) return focused;
+    var results = document.getElementById("results");
+    if (results) return results.querySelector("article.entry");
+    var all = document.querySelectorAll("article.entry");
+    return document.querySelector("article.entry[aria-current]") || all[all.length - 1] || null;
+  }
 
   document.addEventListener("click", function (event) {
     if (event.target.closest && event.target.closest("#shortcuts-open")) openHelp();
@@ -112,19 +132,6 @@
       button.textContent = text("copied", "Copied");
       window.setTimeout(function () { button.textContent = text("copy", "Copy"); }, 1500);
     });
-  });
-
-  // "Follow up" / "Variation": on the generator page, set the form's follow-up in place and go
-  // to the prompt; elsewhere the link opens the generator with it set.
-  document.addEventListener("click", function (event) {
-    var link = event.target.closest && event.target.closest("a.followup-link");
-    if (!link || !document.getElementById("followup") || !window.htmx) return;
-    event.preventDefault();
-    window.htmx.ajax("GET", link.getAttribute("data-followup"), { target: "#followup", swap: "outerHTML" })
-      .then(function () {
-        var field = prompt();
-        if (field) field.focus();
-      });
   });
 
   // New content: copy buttons for code blocks; a finished streamed answer clears the prompt.

@@ -1,0 +1,199 @@
+"""What a generate request asks for, read and checked before anything is stored: the prompt,
+model and image options, where the new entry goes (`parent`, `replaces`) and the picture that
+goes with the prompt (an attached `image`, an image entry's picture as `source`, or the
+picture of the turn it replaces).
+
+Every check happens here, so a request that cannot be answered stores nothing and asks no
+upstream; `run` then stores the picture once and hands the request to the Generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import image_options, input_images
+from .generation import Generator, PromptError, clean_prompt
+from .history import Entry, HistoryUnavailable, Permalink
+from .i18n import N_
+from .image_options import ImageOptions
+
+Field = Callable[[str], object]  # a form or JSON field by name (None when absent)
+
+REPLACES_MISSING = N_("The turn to replace does not exist.")
+REPLACES_DELETED = N_("The turn to replace was deleted.")
+REPLACES_PENDING = N_("The turn to replace is still being answered.")
+SOURCE_MISSING = N_("The image to edit does not exist (any more).")
+SOURCE_NOT_IMAGE = N_("Only an image entry's picture can be edited; this entry is a code answer.")
+SOURCE_GONE = N_("The picture of this entry is no longer available.")
+SOURCE_PENDING = N_("The image to edit is still being made.")
+ONE_PLACE = N_("Send either parent or replaces, not both.")
+ONE_PICTURE = N_("Attach an image or name a source to edit, not both.")
+SOURCE_AND_PLACE = N_("An edit of a source continues the source's conversation: send no parent or replaces.")
+NO_EDITS = N_("This image model cannot edit pictures; editing works with gpt-image-1 and dall-e-2.")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One checked generate request."""
+
+    kind: str
+    prompt: str
+    model: str | None = None
+    options: ImageOptions | None = None
+    parent: Entry | None = None
+    replaces: Entry | None = None
+    source: Entry | None = None
+    image: bytes | None = None
+    keep_image: bool = True
+
+    @property
+    def continues(self) -> bool:
+        """The prompt form goes on from the new entry (a follow-up, a version, an edit)."""
+        return self.parent is not None or self.replaces is not None or self.source is not None
+
+    @property
+    def picture_from(self) -> str | None:
+        """The stored picture to copy as this entry's own, if it takes one it did not attach."""
+        if self.image is not None:
+            return None
+        if self.source is not None:
+            return self.source.image_file
+        if self.replaces is not None and self.keep_image:
+            return self.replaces.input_image
+        return None
+
+    @property
+    def with_picture(self) -> bool:
+        return self.image is not None or self.picture_from is not None
+
+
+def find_turn(generator: Generator, raw: object, missing: str, deleted: str, pending: str) -> Entry | None:
+    """The live, finished entry at a permalink field; None without one; PromptError otherwise."""
+    if raw is None or raw == "":
+        return None
+    target = Permalink.parse(raw)
+    entry = generator.chatlog.get(*target) if target else None
+    if entry is None:
+        raise PromptError(missing, 404)
+    if entry.deleted:
+        raise PromptError(deleted, 410)
+    if entry.status == "pending":
+        raise PromptError(pending, 409)
+    return entry
+
+
+def find_source(generator: Generator, raw: object) -> Entry | None:
+    """The image entry whose picture is to be edited (or sent with a code prompt)."""
+    source = find_turn(generator, raw, SOURCE_MISSING, SOURCE_MISSING, SOURCE_PENDING)
+    if source is None:
+        return None
+    if source.kind != "image":
+        raise PromptError(SOURCE_NOT_IMAGE)
+    if not source.image_file:
+        raise PromptError(SOURCE_GONE, 410)
+    return source
+
+
+def read_image(field: Field, upload: object | None) -> bytes | None:
+    """The attached picture's bytes (a multipart file, or a `data:` URL in the field `image`),
+    None without one; PromptError for anything that is not a usable picture."""
+    try:
+        if upload is not None:
+            data = input_images.from_upload(upload)
+            input_images.check(data)
+            return data
+        raw = field("image")
+        if raw is None or raw == "":
+            return None
+        if not isinstance(raw, str):
+            raise input_images.InputImageError(input_images.BAD_DATA_URL)
+        data = input_images.from_data_url(raw)
+        input_images.check(data)
+        return data
+    except input_images.InputImageError as e:
+        raise PromptError(e.message) from None
+
+
+def _flag(value: object, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in FALSE_WORDS
+
+
+def read_ask(kind: str, field: Field, upload: object | None, generator: Generator) -> Ask:
+    """Read and check a generate request; PromptError (with its status) says what is wrong."""
+    settings = generator.settings
+    prompt = clean_prompt(field("prompt"), settings.max_prompt_chars)
+    model = generator.choose_model(field("model")) if kind == "code" else None
+    options = (
+        generator.image_options(field("size"), field("quality"), field("style")) if kind == "image" else None
+    )
+    parent_field = field("parent")
+    parent = generator.find_parent(field("conversation_id") if parent_field is None else parent_field)
+    replaces = find_turn(generator, field("replaces"), REPLACES_MISSING, REPLACES_DELETED, REPLACES_PENDING)
+    source = find_source(generator, field("source"))
+    image = read_image(field, upload)
+    if parent is not None and replaces is not None:
+        raise PromptError(ONE_PLACE)
+    if source is not None and image is not None:
+        raise PromptError(ONE_PICTURE)
+    if source is not None and kind == "image" and (parent is not None or replaces is not None):
+        raise PromptError(SOURCE_AND_PLACE)
+    if replaces is not None:
+        # Its parent, a deleted one too (the new version hangs where the replaced turn hangs).
+        above = Permalink.parse(replaces.parent)
+        parent = generator.chatlog.get(*above) if above else None
+    if kind == "image" and source is not None:
+        parent = source  # the edit is the next turn of the source's conversation
+    ask = Ask(kind, prompt, model, options, parent, replaces, source, image, _flag(field("keep_image"), True))
+    if (
+        kind == "image"
+        and ask.with_picture
+        and not image_options.capabilities(generator.provider.image_model).edits
+    ):
+        raise PromptError(NO_EDITS)
+    return ask
+
+
+def store_picture(ask: Ask, generator: Generator) -> str | None:
+    """Store the picture that goes with the prompt as the new entry's own; its name or None."""
+    if ask.image is not None:
+        try:
+            return input_images.store(generator.images, ask.image).name
+        except input_images.InputImageError as e:
+            raise PromptError(e.message) from None
+    if ask.picture_from is not None:
+        try:
+            return input_images.copy(generator.images, ask.picture_from)
+        except (FileNotFoundError, input_images.InputImageError):
+            raise PromptError(SOURCE_GONE, 410) from None
+    return None
+
+
+def run(ask: Ask, generator: Generator, *, stream: bool = False) -> Entry:
+    """Store the picture, then answer the request: a code answer started in the background
+    (`stream`) or answered here, or an image made or edited. Raises GenerationFailed (the entry
+    is stored, failed) like the Generator; a picture whose entry could not be stored goes."""
+    picture = store_picture(ask, generator)
+    try:
+        if ask.kind == "code" and stream:
+            return generator.start_code(
+                ask.prompt, ask.model, ask.parent, stream=True, replaces=ask.replaces, input_image=picture
+            )
+        if ask.kind == "code":
+            return generator.generate_code(
+                ask.prompt, ask.model, ask.parent, replaces=ask.replaces, input_image=picture
+            )
+        return generator.generate_image(
+            ask.prompt, ask.options, ask.parent, replaces=ask.replaces, input_image=picture
+        )
+    except HistoryUnavailable:
+        if picture is not None:
+            with contextlib.suppress(Exception):
+                generator.images.delete(picture)
+        raise
