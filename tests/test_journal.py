@@ -17,6 +17,7 @@ from app.files import write_temp
 from app.history import ChatLog, tinydb_store
 from app.history import days as days_module
 from app.history.journal import encode_record
+from app.history.query import parse_query
 
 from .disk import journal_records, stored_entries
 
@@ -484,15 +485,20 @@ def test_an_infix_of_a_word_is_still_found_through_the_index(month, monkeypatch)
     assert len(parsed) == 1
 
 
-@pytest.mark.parametrize("query", ["sort a list", "prompt 4: sort", "day 3 ", ":", "rt a l", "zzz-nothing"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        *("sort a list", "prompt 4: sort", "day 3 ", ":", "rt a l", "zzz-nothing", '"sort a list"'),
+        *("LIST sort 4", '"prompt 4"', "quokka kind:code", "sort kind:image"),
+        "day 1 after:2024-06-20 before:2024-06-25",
+    ],
+)
 def test_search_through_the_index_finds_what_a_full_scan_finds(month, query):
     def scan(store: ChatLog) -> list[tuple[str, int]]:
-        needle = query.casefold().strip()
-        return [
-            (raw["date"], raw["index"])
-            for raw in store.iter_entries()
-            if needle in (raw["prompt"] + "\x00" + raw["response"]).casefold()
-        ][:100]
+        parsed = parse_query(query)
+        scored = [(parsed.rank_raw(raw), raw["date"], raw["index"]) for raw in store.iter_entries()]
+        ranked = sorted(((s, d, i) for s, d, i in scored if s is not None), reverse=True)
+        return [(d, i) for _, d, i in ranked][:100]
 
     store = ChatLog(month)
 

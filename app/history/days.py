@@ -167,7 +167,8 @@ class DayState:
         }
         self.version = 0  # bumped on every change, for caches derived from the rows
         self.lock = threading.Lock()
-        self.folded: tuple[int, str] | None = None  # (version, searchable text) for search
+        # (version, [(entry, folded prompt, folded answer)]) of the live entries, for search
+        self.folded: tuple[int, list[tuple[dict[str, Any], str, str]]] | None = None
         self._rows: list[dict[str, Any]] | None = None
 
     @property

@@ -7,8 +7,11 @@ TinyDB files, with the same permalinks: an entry is `(day, idx)`, the day's next
 a per-day counter row (`days`), so indexes are never reused, and a deleted entry stays as a
 tombstone that answers 410.
 
-Search is a case-insensitive substring match, like the TinyDB store's, served by a trigram GIN
-index (pg_trgm) on each entry's case-folded text, so it stays fast at millions of rows.
+Search means what app.history.query says, as in the TinyDB store: every term a substring of the
+folded (case- and accent-free) prompt or answer, phrases as whole words. Two trigram GIN indexes
+(pg_trgm) serve it, on the folded prompt and on the folded prompt and answer together; a search
+asks for the best-scored tier first, newest first with a limit, so a common word is answered
+from the newest rows and a rare one from the indexes.
 
 Every operation is one short transaction. A database that cannot be reached raises
 :class:`HistoryUnavailable` (HTTP 503 with a clear message; nothing half-written).
@@ -17,6 +20,7 @@ Every operation is one short transaction. A database that cannot be reached rais
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +37,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .claims import SQLClaims
 from .model import Entry, HistoryUnavailable, Page, Permalink, group_days, is_date
+from .query import Query, Term, fold
 from .seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
 from .store import StoreBase
 
@@ -73,6 +78,7 @@ entries = sa.Table(
     sa.Column("context_dropped", sa.Integer, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False),
     sa.Column("searchable", sa.Text, nullable=False),
+    sa.Column("fold_prompt", sa.Text, nullable=False),
 )
 days_table = sa.Table(
     "days",
@@ -101,15 +107,48 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def searchable(kind: str, prompt: str, response: str, deleted: bool = False) -> str:
-    """The case-folded text a search matches: the prompt, and the answer unless it is an image."""
+    """The folded text a search matches: the prompt, and the answer unless it is an image."""
     if deleted:
         return ""
-    return f"{prompt}{SEPARATOR}{response if kind != 'image' else ''}".casefold()
+    return f"{fold(prompt)}{SEPARATOR}{fold(response) if kind != 'image' else ''}"
+
+
+def search_columns(kind: str, prompt: str, response: str, deleted: bool = False) -> dict[str, str]:
+    """The columns search reads, derived from an entry's text."""
+    return {
+        "searchable": searchable(kind, prompt, response, deleted),
+        "fold_prompt": "" if deleted else fold(prompt),
+    }
 
 
 def _like_pattern(needle: str) -> str:
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _term_sql(term: Term, column: Any) -> Any:
+    """A term in a folded column: a substring (trigram-indexed LIKE); a phrase also as whole
+    words (a regular expression checked on the rows the LIKE found)."""
+    like = column.like(_like_pattern(term.text), escape="\\")
+    if not term.phrase:
+        return like
+    body = re.sub(r"([^\w\s])", r"\\\1", term.text)
+    head = "(^|[^[:alnum:]_])" if term.text[:1].isalnum() or term.text[:1] == "_" else ""
+    tail = "($|[^[:alnum:]_])" if term.text[-1:].isalnum() or term.text[-1:] == "_" else ""
+    return sa.and_(like, column.regexp_match(head + body + tail))
+
+
+def _filters(query: Query) -> list[Any]:
+    where: list[Any] = []
+    if query.kind is not None:
+        where.append(entries.c.kind == query.kind)
+    if query.model is not None:
+        where.append(sa.func.lower(entries.c.model) == query.model)
+    if query.before is not None:
+        where.append(entries.c.day < query.before)
+    if query.after is not None:
+        where.append(entries.c.day > query.after)
+    return where
 
 
 def storable(value: Any) -> Any:
@@ -138,7 +177,7 @@ def _row(entry: dict[str, Any]) -> dict[str, Any]:
     for name, value in defaults.items():
         if name in row and row[name] is None and value is not None:
             row[name] = value
-    row["searchable"] = searchable(row["kind"], row["prompt"], row["response"], row["deleted"])
+    row.update(search_columns(row["kind"], row["prompt"], row["response"], row["deleted"]))
     return row
 
 
@@ -330,7 +369,8 @@ class SQLChatLog(StoreBase):
             if stored["deleted"] or stored["status"] != "pending":
                 return Entry.from_dict(stored)  # a late outcome never overwrites a result
             merged = {**stored, **changes}
-            values = {k: v for k, v in _row(merged).items() if k in changes or k == "searchable"}
+            derived = ("searchable", "fold_prompt")
+            values = {k: v for k, v in _row(merged).items() if k in changes or k in derived}
             conn.execute(
                 entries.update()
                 .where(entries.c.day == entry.date, entries.c.idx == entry.index)
@@ -349,7 +389,7 @@ class SQLChatLog(StoreBase):
             if row is None or row["deleted"]:
                 return None
             stored = _raw(row)
-            tomb = {**self._tombstone(stored), "searchable": ""}
+            tomb = {**self._tombstone(stored), "searchable": "", "fold_prompt": ""}
             conn.execute(entries.update().where(entries.c.day == date, entries.c.idx == index).values(tomb))
             # Lock the ancestors while walking up (always child before parent, as every write
             # here does): a concurrent delete further up the chain is then seen, not missed.
@@ -463,12 +503,37 @@ class SQLChatLog(StoreBase):
         rows = self._select(*where, newest_first=False, limit=10_000)
         return [_entry(r) for r in rows] or [entry]
 
-    def search(self, query: str, limit: int = 100) -> list[Entry]:
-        needle = query.casefold().strip()
-        if not needle:
-            return []
-        where = [entries.c.searchable.like(_like_pattern(needle), escape="\\")]
-        return [_entry(r) for r in self._select(*where, limit=limit)]
+    def _search(self, query: Query, limit: int) -> list[Entry]:
+        """One query per score tier, best first, each newest first with what is left of `limit`:
+        a tier's rows come from a trigram index (rare terms) or from the newest rows down (common
+        ones), never from sorting every match."""
+        where = [sa.not_(entries.c.deleted), *_filters(query)]
+        where += [_term_sql(t, entries.c.searchable) for t in query.terms]
+        in_prompt = [_term_sql(t, entries.c.fold_prompt) for t in query.terms]
+        score = sum((sa.case((hit, 1), else_=0) for hit in in_prompt), sa.literal(0))
+
+        def work(conn: Connection) -> list[Entry]:
+            found: list[Entry] = []
+            for tier in range(len(in_prompt), -1, -1):
+                tier_where = list(where)
+                if tier == len(in_prompt):
+                    tier_where += in_prompt
+                else:
+                    tier_where.append(score == tier)
+                    if tier > 0:
+                        tier_where.append(sa.or_(*in_prompt))  # lets the prompt's index narrow it
+                query_rows = (
+                    entries.select()
+                    .where(*tier_where)
+                    .order_by(entries.c.day.desc(), entries.c.idx.desc())
+                    .limit(limit - len(found))
+                )
+                found += [_entry(r) for r in conn.execute(query_rows).mappings()]
+                if len(found) >= limit:
+                    break
+            return found
+
+        return self._tx(work)
 
     def pending(self) -> list[Entry]:
         """Entries still waiting for their answer, oldest first (a partial index finds them)."""

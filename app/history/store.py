@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from .claims import StreamClaims
 from .model import KINDS, Day, Entry, Page, Permalink, group_days
+from .query import Query, parse_query
 from .seed import ImageFileFor, seed_row
 
 Clock = Callable[[], datetime]
@@ -89,7 +90,10 @@ class HistoryStore(Protocol):
         """The turns `entry` follows up, oldest first, ending with `entry`."""
         ...
 
-    def search(self, query: str, limit: int = 100) -> list[Entry]: ...
+    def search(self, query: str | Query, limit: int = 100) -> list[Entry]:
+        """Entries matching a search (text, or parsed by :func:`parse_query`), best first:
+        more terms in the prompt, then newer. Raises QueryError for a malformed filter."""
+        ...
 
     def pending(self) -> list[Entry]:
         """Every entry still waiting for its answer (for the reaper of interrupted answers)."""
@@ -217,6 +221,13 @@ class StoreBase:
                 break
             picked.append(raw)
         return group_days(picked)
+
+    def search(self, query: str | Query, limit: int = 100) -> list[Entry]:
+        parsed = parse_query(query) if isinstance(query, str) else query
+        return [] if parsed.empty else self._search(parsed, limit)
+
+    def _search(self, query: Query, limit: int) -> list[Entry]:
+        raise NotImplementedError
 
     def today(self) -> str:
         """Today's date by the store's clock (the server's local date)."""

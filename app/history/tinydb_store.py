@@ -35,7 +35,8 @@ from .claims import FileClaims
 from .days import MAX_GENERATIONS, META, TABLE, Coverage, DayPaths, DayState, doc_key, parse_day_file
 from .journal import HistoryLock, JournalFile, decode_record, encode_record, read_journal
 from .model import Entry, HistoryCorrupt, Page, Permalink, group_days, is_date
-from .search import DayIndex, day_words, query_words, searchable
+from .query import Query, searchable_fields
+from .search import DayIndex, index_body
 from .seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
 from .store import StoreBase
 
@@ -448,7 +449,7 @@ class ChatLog(StoreBase):
     ) -> None:
         live = [raw for raw in rows if not raw.get("deleted")]
         pending = [raw["index"] for raw in live if raw.get("status") == "pending"]
-        index = DayIndex(list(key), gen, day_words(live), pending)
+        index = DayIndex(list(key), gen, b"\n" + index_body(live), pending)
         index.write(self.paths.index(date))
         self._indexes[date] = (key, index)
 
@@ -603,44 +604,50 @@ class ChatLog(StoreBase):
         ]
         return turns or [entry]
 
-    def _folded_day(self, date: str) -> tuple[list[dict[str, Any]], str]:
-        """A day's entries and their searchable text joined into one string (kept with the day's
-        state until it changes): one substring scan rules a whole day in or out."""
+    def _folded_day(self, date: str) -> list[tuple[dict[str, Any], str, str]]:
+        """A day's live entries with their folded prompt and answer (kept with the day's state
+        until it changes), for days searched without an index."""
         state = self._day(date)
         with state.lock:
             rows, version = state.rows(), state.version
             if state.folded is None or state.folded[0] != version:
-                state.folded = (version, "\x01".join(searchable(raw) for raw in rows))
-            return rows, state.folded[1]
+                live = [raw for raw in rows if not raw.get("deleted")]
+                state.folded = (version, [(raw, *searchable_fields(raw)) for raw in live])
+            return state.folded[1]
 
-    def _may_hold(self, date: str, words: list[bytes]) -> bool:
-        """False when the day's index proves it cannot hold the query's words."""
-        if not words:
-            return True
+    def _day_hits(self, date: str, query: Query) -> dict[int, int]:
+        """The day's matching entries (index → score): from its word index when that is up to
+        date, checking only what the index cannot decide against the text; else from the text."""
         index = self._index_of(date)
-        if index is None or self._has_journal(date, index.gen):
-            return True  # no index yet, or writes since it: read the day
-        return index.may_contain(words)
+        if index is not None and not self._has_journal(date, index.gen):
+            candidates, exact = index.rank(query)
+            if exact or not candidates:
+                return candidates
+            stored = self._day(date).entries
+            checked = {n: query.rank_raw(stored[n]) for n in candidates if n in stored}
+            return {n: score for n, score in checked.items() if score is not None}
+        hits = {}
+        for raw, prompt, answer in self._folded_day(date):
+            if query.filters_ok(raw) and (score := query.score(prompt, answer)) is not None:
+                hits[raw["index"]] = score
+        return hits
 
-    def search(self, query: str, limit: int = 100) -> list[Entry]:
-        """Entries whose prompt or answer contains `query` (case-insensitive), newest first."""
-        needle = query.casefold().strip()
-        if not needle:
-            return []
-        words = query_words(needle)
-        found: list[Entry] = []
+    def _search(self, query: Query, limit: int) -> list[Entry]:
+        """Days newest first, until `limit` entries with every term in the prompt are found (no
+        older entry can rank above them); then the best `limit` by score, date and index."""
+        top = len(query.terms)
+        hits: list[tuple[int, str, int]] = []
+        best = 0
         for date in reversed(self.dates()):
-            if not self._may_hold(date, words):
+            if not query.date_ok(date):
                 continue
-            rows, text = self._folded_day(date)
-            if needle not in text:
-                continue
-            for raw in reversed(rows):
-                if needle in searchable(raw):
-                    found.append(Entry.from_dict(raw))
-                    if len(found) >= limit:
-                        return found
-        return found
+            for number, score in self._day_hits(date, query).items():
+                hits.append((score, date, number))
+                best += score == top
+            if best >= limit:
+                break
+        hits.sort(reverse=True)
+        return [Entry.from_dict(self._day(date).entries[n]) for _, date, n in hits[:limit]]
 
     def pending(self) -> list[Entry]:
         """Every entry still waiting for its answer; days whose index lists none are not read."""
