@@ -24,8 +24,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from .claims import SQLClaims
 from .model import Entry, HistoryUnavailable, Page, Permalink, group_days, is_date
 from .query import Query, Term, fold
 from .seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
-from .store import StoreBase
+from .store import ImportResult, StoreBase
 
 log = logging.getLogger("app.history")
 
@@ -192,21 +192,18 @@ def _entry(row: Any) -> Entry:
     return Entry.from_dict(_raw(row))
 
 
+def _all_rows(query: Any, conn: Connection) -> list[Any]:
+    return list(conn.execute(query).mappings().all())
+
+
+def _scalar(query: Any, conn: Connection) -> Any:
+    return conn.execute(query).scalar()
+
+
 def _public_error(error: Exception) -> str:
     """The kind of a database failure, for the log, without the connection string."""
     original = getattr(error, "orig", None)
     return type(original or error).__name__
-
-
-@dataclass
-class ImportResult:
-    """What one batch of :meth:`SQLChatLog.import_entries` did."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    conflicts: list[str] = field(default_factory=list)
-    orphaned_images: list[str] = field(default_factory=list)  # replaced or deleted by the copy
 
 
 class SQLChatLog(StoreBase):
@@ -585,13 +582,39 @@ class SQLChatLog(StoreBase):
             added, skipped = added + a, skipped + s
         return added, skipped
 
-    def import_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
+    def copy_days(self) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
+        """Every date, oldest first, with its raw entries (tombstones too) and next index."""
+        for day in self.dates():
+            rows, after = [], -1
+            for _ in range(MAX_INDEX // BATCH + 1):  # a batch at a time, by index
+                query = (
+                    entries.select()
+                    .where(entries.c.day == day, entries.c.idx > after)
+                    .order_by(entries.c.idx)
+                    .limit(BATCH)
+                )
+                batch: list[Any] = self._tx(partial(_all_rows, query))
+                rows += [_raw(r) for r in batch]
+                if len(batch) < BATCH:
+                    break
+                after = batch[-1]["idx"]
+            counter = sa.select(days_table.c.next_idx).where(days_table.c.day == day)
+            next_index: int = self._tx(partial(_scalar, counter)) or 0
+            yield day, rows, max(next_index, rows[-1]["index"] + 1 if rows else 0)
+
+    def restore_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
+        """Put entries at their permalinks, leaving whatever is there already alone."""
+        return self.import_entries(batch, next_index, overwrite=False)
+
+    def import_entries(
+        self, batch: list[dict[str, Any]], next_index: dict[str, int], *, overwrite: bool = True
+    ) -> ImportResult:
         """Copy entries (tombstones included) keeping their permalinks; for migrate-history.
 
         An entry not here yet is added. One already here (same permalink, same id) is brought up
-        to date from the copy: an answer that was pending, a delete made since the last run. A
-        deleted entry is never brought back. A different entry at the same permalink is a
-        conflict and is left alone. `next_index` raises each day's counter, so new entries
+        to date from the copy (unless `overwrite` is false): an answer that was pending, a delete
+        made since the last run. A deleted entry is never brought back. A different entry at the
+        same permalink is a conflict and is left alone. `next_index` raises each day's counter, so new entries
         never reuse a copied index.
         """
 
@@ -629,7 +652,7 @@ class SQLChatLog(StoreBase):
                     continue
                 if there["id"] != row["id"]:
                     result.conflicts.append(f"/chatlog/{key[0]}/{key[1]}")
-                elif there["deleted"] or all(there[c] == v for c, v in row.items()):
+                elif not overwrite or there["deleted"] or all(there[c] == v for c, v in row.items()):
                     result.unchanged += 1
                 else:
                     conn.execute(entries.update().where(position == key).values(row))

@@ -38,7 +38,7 @@ from .model import Entry, HistoryCorrupt, Page, Permalink, group_days, is_date
 from .query import Query, searchable_fields
 from .search import DayIndex, index_body
 from .seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
-from .store import StoreBase
+from .store import ImportResult, StoreBase
 
 log = logging.getLogger("app.history")
 
@@ -724,6 +724,57 @@ class ChatLog(StoreBase):
         next_index = max(raw["index"] for raw in rows) + 1 if rows else reserved
         self._forget(date)  # one day in memory at a time
         return rows, next_index
+
+    def copy_days(self) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
+        """Every date, oldest first, with its raw entries (tombstones too) and next index; days
+        lost to damage come with no entries, only the indexes they may have used."""
+        lost = self.lost_days()
+        for date in sorted(set(self.dates()) | set(lost)):
+            if date in lost:
+                yield date, [], lost[date]
+            else:
+                yield (date, *self.day_for_copy(date))
+
+    def restore_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
+        """Put entries at their permalinks through the journal, leaving what is there alone (see
+        HistoryStore.restore_entries); each date is one append, synced, then folded."""
+        result = ImportResult()
+        by_date: dict[str, list[dict[str, Any]]] = {}
+        for raw in batch:
+            by_date.setdefault(raw["date"], []).append(raw)
+        synced: list[tuple[JournalFile, int]] = []
+        with self.lock:
+            for date in sorted(set(by_date) | set(next_index)):
+                rows = by_date.get(date, [])
+                records = self._restore_records(date, rows, result)
+                if records:
+                    journal, ticket, _ = self._append(date, records)
+                    synced.append((journal, ticket))
+                highest = max((raw["index"] for raw in rows), default=-1)
+                self._advance_sequence(date, max(next_index.get(date, 0), highest + 1))
+        for journal, ticket in synced:
+            journal.sync(ticket)
+        for date in by_date:
+            self.checkpoint(date)
+        return result
+
+    def _restore_records(
+        self, date: str, rows: list[dict[str, Any]], result: ImportResult
+    ) -> list[dict[str, Any]]:
+        """The journal records that add those of `rows` not yet there (under the lock)."""
+        stored = dict(self._day(date).entries)
+        records: list[dict[str, Any]] = []
+        for raw in rows:
+            there = stored.get(raw["index"])
+            if there is None:
+                records.append({"put": raw})
+                stored[raw["index"]] = raw  # the same permalink twice in one batch: added once
+                result.added += 1
+            elif there.get("id") == raw["id"]:
+                result.unchanged += 1
+            else:
+                result.conflicts.append(Permalink(date, raw["index"]).url)
+        return records
 
     def lost_days(self) -> dict[str, int]:
         """Days whose document was lost to damage, with the indexes they may have used."""
