@@ -327,3 +327,47 @@ def test_backup_and_restore_need_the_login_when_one_is_set(source, make_app, tmp
 
     assert download.status_code == 401 and upload.status_code == 401
     assert target.extensions["chatlog"].count() == 0
+
+
+# -- the daily backup -----------------------------------------------------------------------------
+
+
+def test_the_upkeep_writes_a_dated_backup_once_a_day_and_keeps_the_newest(make_app, tmp_path):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    for day in ("2020-01-01", "2020-01-02", "2020-01-03"):
+        (backups / f"backup-{day}.zip").write_bytes(b"an old backup")
+    app = make_app(data_dir=tmp_path / "live", backup_dir=backups, backup_keep=2)
+    store = app.extensions["chatlog"]  # no request: the upkeep runs only when the test says so
+    store.finish(store.begin("code", "keep me safe", "gpt-test"), "an answer")
+    today = backups / f"backup-{app.extensions['chatlog'].today()}.zip"
+
+    app.extensions["maintenance"].run()
+    written = today.stat().st_mtime_ns
+    app.extensions["maintenance"].run()
+
+    assert sorted(p.name for p in backups.glob("*.zip")) == ["backup-2020-01-03.zip", today.name]
+    assert today.stat().st_mtime_ns == written  # once a day
+    assert not list(backups.glob("*.tmp"))
+    target = make_app(data_dir=tmp_path / "restored")
+    assert target.test_cli_runner().invoke(args=["restore", str(today)]).exit_code == 0
+    assert [e.prompt for e in target.extensions["chatlog"].search("keep me safe")] == ["keep me safe"]
+
+
+def test_without_backup_dir_the_upkeep_writes_no_backup(make_app, tmp_path):
+    app = make_app(data_dir=tmp_path / "live")
+
+    app.extensions["maintenance"].run()
+
+    assert not list(tmp_path.rglob("backup-*.zip"))
+
+
+def test_backup_settings_are_read_and_checked(tmp_path, monkeypatch):
+    from app.config import ConfigError, load_settings
+
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"BACKUP_DIR": "backups", "BACKUP_KEEP": "3"}, env_file=None)
+
+    assert settings.backup_dir == tmp_path / "backups" and settings.backup_keep == 3
+    with pytest.raises(ConfigError, match="BACKUP_KEEP must be between 1 and 3650"):
+        load_settings({"BACKUP_KEEP": "0"}, env_file=None)

@@ -25,6 +25,7 @@ from zipfile import BadZipFile, ZipFile, ZipInfo
 
 from ..history import HistoryStore, is_date
 from ..history.model import KINDS, Entry
+from ..i18n import N_
 from ..images import NAME_RE, PNG_SIGNATURE, BaseImageStore
 from .archive import FORMAT, FORMAT_VERSION
 
@@ -43,7 +44,20 @@ Progress = Callable[[int], None]
 
 
 class BackupRefused(ValueError):
-    """The file is not a backup this app can restore; the message says why. Nothing changed."""
+    """The file is not a backup this app can restore; the message says why. Nothing changed.
+
+    `message` is a catalogue message with named placeholders, filled from `values`."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(message % values if values else message)
+        self.message, self.values = message, values
+
+    def translated(self) -> str:
+        """The message in the request's language (for the UI)."""
+        from ..i18n import translate
+
+        text = translate(self.message)
+        return text % self.values if self.values else text
 
 
 @dataclass
@@ -60,50 +74,56 @@ class RestoreReport:
 def _members(archive: ZipFile) -> dict[str, ZipInfo]:
     infos = archive.infolist()
     if len(infos) > MAX_MEMBERS:
-        raise BackupRefused(f"The ZIP holds {len(infos)} files, more than any backup has.")
+        raise BackupRefused(N_("The ZIP holds %(count)s files, more than any backup has."), count=len(infos))
     members: dict[str, ZipInfo] = {}
     total = 0
     for info in infos:
         name = info.filename
         if name.startswith("/") or "\\" in name or ".." in name.split("/") or not _MEMBER.fullmatch(name):
-            raise BackupRefused(f"The ZIP holds {name!r}, which is not part of a backup.")
+            raise BackupRefused(N_("The ZIP holds %(name)s, which is not part of a backup."), name=name)
         if name.startswith("images/") and not NAME_RE.fullmatch(name.removeprefix("images/")):
-            raise BackupRefused(f"The ZIP holds {name!r}, which is not an image name of this app.")
+            raise BackupRefused(
+                N_("The ZIP holds %(name)s, which is not an image name of this app."), name=name
+            )
         if name in members or stat.S_ISLNK(info.external_attr >> 16) or info.flag_bits & 0x1:
-            raise BackupRefused(f"The ZIP's entry {name!r} is repeated, a link or encrypted.")
+            raise BackupRefused(N_("The ZIP's entry %(name)s is repeated, a link or encrypted."), name=name)
         total += info.file_size
         big = info.file_size > 1024 * 1024
         if total > MAX_TOTAL_BYTES or (big and info.file_size > MAX_RATIO * max(info.compress_size, 1)):
-            raise BackupRefused(f"The ZIP's entry {name!r} unpacks to far more than it holds (a ZIP bomb?).")
+            raise BackupRefused(
+                N_("The ZIP's entry %(name)s unpacks to far more than it holds (a ZIP bomb?)."), name=name
+            )
         members[name] = info
     return members
 
 
 def _manifest(archive: ZipFile, members: dict[str, ZipInfo]) -> dict[str, Any]:
     if "manifest.json" not in members or members["manifest.json"].file_size > MAX_LINE_BYTES:
-        raise BackupRefused("The ZIP has no manifest.json: it is not a backup of this app.")
+        raise BackupRefused(N_("The ZIP has no manifest.json: it is not a backup of this app."))
     try:
         manifest = json.loads(archive.read("manifest.json"))
     except ValueError:
-        raise BackupRefused("The backup's manifest.json is not valid JSON.") from None
+        raise BackupRefused(N_("The backup's manifest.json is not valid JSON.")) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BackupRefused("The ZIP's manifest.json is not a backup manifest of this app.")
+        raise BackupRefused(N_("The ZIP's manifest.json is not a backup manifest of this app."))
     version = manifest.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise BackupRefused(
-            f"The backup is in format {version!r}, newer than this app reads ({FORMAT_VERSION})."
+            N_("The backup is in format %(version)s, newer than this app reads (%(ours)s)."),
+            version=version,
+            ours=FORMAT_VERSION,
         )
     files = manifest.get("files")
     if not isinstance(files, dict):
-        raise BackupRefused("The backup's manifest lists no files.")
+        raise BackupRefused(N_("The backup's manifest lists no files."))
     listed = set(files)
     if listed != set(members) - {"manifest.json"} or "history.json" not in listed:
         raise BackupRefused(
-            "The ZIP's files are not the ones its manifest lists: it is incomplete or altered."
+            N_("The ZIP's files are not the ones its manifest lists: it is incomplete or altered.")
         )
     for name, meta in files.items():
         if not isinstance(meta, dict) or not _HEX64.fullmatch(str(meta.get("sha256"))):
-            raise BackupRefused(f"The manifest has no checksum for {name}.")
+            raise BackupRefused(N_("The manifest has no checksum for %(name)s."), name=name)
     return manifest
 
 
@@ -122,7 +142,9 @@ def _chunks(archive: ZipFile, info: ZipInfo, digest: Any = None) -> Iterator[byt
                 digest.update(chunk)
             yield chunk
     if read != info.file_size:
-        raise BackupRefused(f"{info.filename} in the ZIP is damaged (its size does not match).")
+        raise BackupRefused(
+            N_("%(name)s in the ZIP is damaged (its size does not match)."), name=info.filename
+        )
 
 
 def _entry(line: bytes, number: int) -> dict[str, Any]:
@@ -131,7 +153,9 @@ def _entry(line: bytes, number: int) -> dict[str, Any]:
         entry = Entry.from_dict(json.loads(line.rstrip(b",\r")))
         datetime.strptime(entry.date, "%Y-%m-%d")
     except (ValueError, TypeError, AttributeError):
-        raise BackupRefused(f"Entry {number} of history.json is not a history entry.") from None
+        raise BackupRefused(
+            N_("Entry %(number)s of history.json is not a history entry."), number=number
+        ) from None
     ok = (
         is_date(entry.date)
         and isinstance(entry.index, int)
@@ -144,7 +168,12 @@ def _entry(line: bytes, number: int) -> dict[str, Any]:
         and (entry.image_file is None or NAME_RE.fullmatch(str(entry.image_file)) is not None)
     )
     if not ok:
-        raise BackupRefused(f"Entry {number} of history.json ({entry.date} #{entry.index}) is malformed.")
+        raise BackupRefused(
+            N_("Entry %(number)s of history.json (%(date)s #%(index)s) is malformed."),
+            number=number,
+            date=entry.date,
+            index=entry.index,
+        )
     return entry.to_dict()
 
 
@@ -157,7 +186,7 @@ def _next_index(tail: bytes) -> dict[str, int]:
     except (ValueError, KeyError, TypeError):
         valid = False
     if not valid:
-        raise BackupRefused("history.json ends without its days' next indexes.")
+        raise BackupRefused(N_("history.json ends without its days' next indexes."))
     return days
 
 
@@ -175,7 +204,7 @@ class HistoryReader:
             lines = buffer.split(b"\n")
             buffer = lines.pop()
             if len(buffer) > MAX_LINE_BYTES:
-                raise BackupRefused("history.json holds a line longer than any entry.")
+                raise BackupRefused(N_("history.json holds a line longer than any entry."))
             yield from lines
         if buffer:
             yield buffer
@@ -183,13 +212,13 @@ class HistoryReader:
     def entries(self) -> Iterator[dict[str, Any]]:
         lines = self._lines()
         if not next(lines, b"").startswith(b'{"format":"flask-chat-history"'):
-            raise BackupRefused("history.json is not a history of this app.")
+            raise BackupRefused(N_("history.json is not a history of this app."))
         for number, line in enumerate(lines, 1):
             if line.startswith(b"],"):
                 self.next_index = _next_index(line[2:] + b"".join(lines))
                 return
             yield _entry(line, number)
-        raise BackupRefused("history.json ends early: the backup is truncated.")
+        raise BackupRefused(N_("history.json ends early: the backup is truncated."))
 
 
 def _image_ok(name: str, data: bytes) -> bool:
@@ -209,16 +238,18 @@ def _verify(archive: ZipFile, members: dict[str, ZipInfo], manifest: dict[str, A
                 step(1)
         elif name.startswith("images/"):
             if info.file_size > MAX_IMAGE_BYTES:
-                raise BackupRefused(f"{name} is larger than any image this app stores.")
+                raise BackupRefused(N_("%(name)s is larger than any image this app stores."), name=name)
             data = b"".join(_chunks(archive, info, digest))
             if not _image_ok(name, data):
-                raise BackupRefused(f"{name} in the backup is not an image.")
+                raise BackupRefused(N_("%(name)s in the backup is not an image."), name=name)
             step(1)
         else:
             for _ in _chunks(archive, info, digest):
                 pass
         if digest.hexdigest() != manifest["files"][name]["sha256"]:
-            raise BackupRefused(f"{name} does not match its checksum in the manifest: the backup is damaged.")
+            raise BackupRefused(
+                N_("%(name)s does not match its checksum in the manifest: the backup is damaged."), name=name
+            )
 
 
 def _put_images(
@@ -286,6 +317,6 @@ def restore(
             _put_entries(archive, members["history.json"], store, report, step)
             return report
     except (BadZipFile, zlib.error, EOFError):
-        raise BackupRefused("The file is not a complete ZIP (truncated or damaged).") from None
+        raise BackupRefused(N_("The file is not a complete ZIP (truncated or damaged).")) from None
     except NotImplementedError:
-        raise BackupRefused("The ZIP uses a compression this app does not read.") from None
+        raise BackupRefused(N_("The ZIP uses a compression this app does not read.")) from None

@@ -35,7 +35,7 @@ def restore_upload():
     try:
         report = restore(upload.stream, current_app.extensions["chatlog"], current_app.extensions["images"])
     except BackupRefused as e:
-        return error_response(400, title="Restore failed", message=str(e))
+        return error_response(400, title="Restore failed", message=e.translated())
     if htmx:
         body = render_template("partials/_restore_result.html", report=report)
         return make_response(body, 200, {"HX-Trigger": "history-changed"})

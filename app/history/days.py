@@ -167,8 +167,8 @@ class DayState:
         }
         self.version = 0  # bumped on every change, for caches derived from the rows
         self.lock = threading.Lock()
-        # (version, [(entry, folded prompt, folded answer)]) of the live entries, for search
-        self.folded: tuple[int, list[tuple[dict[str, Any], str, str]]] | None = None
+        # (version, {index: (entry, folded prompt, folded answer)}) of the live entries, for search
+        self.folded: tuple[int, dict[int, tuple[dict[str, Any], str, str]]] | None = None
         self._rows: list[dict[str, Any]] | None = None
 
     @property

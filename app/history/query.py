@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from ..i18n import N_
 from .model import KINDS, is_date
 
 MAX_TERMS = 8  # more words than this are left out (each costs the engines a condition)
@@ -138,14 +139,18 @@ def searchable_fields(raw: dict[str, Any]) -> tuple[str, str]:
 def _filter(name: str, value: str) -> tuple[str, str]:
     if name == "kind":
         if value.lower() not in KINDS:
-            raise QueryError("kind: must be kind:image or kind:code.")
+            raise QueryError(N_("kind: must be kind:image or kind:code."))
         return name, value.lower()
     if name in ("before", "after"):
         if not is_date(value):
-            raise QueryError(f"{name}: needs a date written YYYY-MM-DD, e.g. {name}:2026-01-31.")
+            raise QueryError(
+                N_("before: needs a date written YYYY-MM-DD, e.g. before:2026-01-31.")
+                if name == "before"
+                else N_("after: needs a date written YYYY-MM-DD, e.g. after:2026-01-31.")
+            )
         return name, value
     if not value:
-        raise QueryError("model: needs a model name, e.g. model:gpt-4o-mini.")
+        raise QueryError(N_("model: needs a model name, e.g. model:gpt-4o-mini."))
     return name, fold(value)
 
 

@@ -3,12 +3,15 @@
 What a query means is in app.history.query (the same for both engines). Scanning every day's text
 costs a parse of every day file on a fresh server, so each day document has an index beside it
 (`<date>.idx`): one line per distinct folded word of the day, with the entries that hold it in
-their prompt and those that hold it only in their answer:
+their prompt and those that hold it only in their answer, each as a set of entry indexes written
+as a bit set in hex (bit n set: entry n holds it), so sets are read and intersected at C speed:
 
-    word<TAB>prompt indexes<TAB>answer-only indexes
+    word<TAB>prompt entries<TAB>answer-only entries
 
-plus lines for the filters (`\\x01k:<kind>`, `\\x01m:<model>`) and one listing every live entry
-(`\\x01all`). A plain word of a query is found as a substring of the index's words, so the index
+plus lines for the filters (`\\x01k:<kind>`, `\\x01m:<model>`), one listing every live entry
+(`\\x01all`), and one per pair of words that follow each other with one space between
+(`\\x02red fox`), so a two-word phrase is answered by the index alone and a longer one narrowed
+to few entries. A plain word of a query is found as a substring of the index's words, so the index
 alone gives each entry's matches and score; a phrase (or `std::vector`, whose characters between
 word-runs the index does not keep) narrows the entries to check, and the store checks those few
 against the text. The index is written by the checkpoint that writes its document and records
@@ -17,17 +20,22 @@ which document it describes, so a stale one is noticed and not trusted.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write
-from .query import Query, fold, searchable_fields, tokens
+from .query import Query, Term, fold, searchable_fields
 
-INDEX_VERSION = 2  # 2: words with postings and filters (1 held only the day's words)
+INDEX_VERSION = 2  # 2: words with their entries, and filters (1 held only the day's words)
 ALL = "\x01all"
+PAIR = "\x02"  # the lines of word pairs
+_RUN = re.compile(r"\w+")
+_PAIRS = re.compile(r"(?<!\w)(?=(\w+ \w+))")  # at each word's start: it, a space, the next word
 
 
 def kind_word(kind: str) -> str:
@@ -41,27 +49,47 @@ def model_word(model: str) -> str:
 
 def index_body(rows: list[dict[str, Any]]) -> bytes:
     """The index lines of a day's live entries (see the module docstring)."""
-    postings: dict[str, tuple[list[int], list[int]]] = {}
+    postings: dict[str, list[int]] = {}
     for raw in rows:
         if raw.get("deleted"):
             continue
-        number = raw["index"]
+        bit = 1 << raw["index"]
         prompt, answer = searchable_fields(raw)
-        in_prompt = set(tokens(prompt))
+        in_prompt = _words(prompt)
         for word in in_prompt:
-            postings.setdefault(word, ([], []))[0].append(number)
+            postings.setdefault(word, [0, 0])[0] |= bit
         meta = {ALL, kind_word(str(raw.get("kind"))), model_word(fold(raw.get("model") or ""))}
-        for word in (set(tokens(answer)) - in_prompt) | meta:
-            postings.setdefault(word, ([], []))[1].append(number)
-    lines = [
-        f"{word}\t{' '.join(map(str, sorted(p)))}\t{' '.join(map(str, sorted(a)))}\n"
-        for word, (p, a) in sorted(postings.items())
-    ]
+        for word in (_words(answer) - in_prompt) | meta:
+            postings.setdefault(word, [0, 0])[1] |= bit
+    lines = [f"{word}\t{_hex(p)}\t{_hex(a)}\n" for word, (p, a) in sorted(postings.items())]
     return "".join(lines).encode("utf-8", "replace")
 
 
-def _numbers(segment: bytes) -> set[int]:
-    return set(map(int, segment.split()))
+def _words(folded: str) -> set[str]:
+    """The distinct words of folded text, and the pairs of words one space apart."""
+    found = set(_RUN.findall(folded))
+    found.update({PAIR + pair for pair in _PAIRS.findall(folded)})
+    return found
+
+
+def _hex(bits: int) -> str:
+    return f"{bits:x}" if bits else ""
+
+
+def _bits(segment: bytes) -> int:
+    return int(segment, 16) if segment else 0
+
+
+def entries_of(bits: int) -> list[int]:
+    """The entry indexes in a bit set."""
+    found = []
+    for _ in range(bits.bit_length()):  # each round takes the lowest bit set
+        if not bits:
+            break
+        low = bits & -bits
+        found.append(low.bit_length() - 1)
+        bits ^= low
+    return found
 
 
 @dataclass
@@ -83,52 +111,74 @@ class DayIndex:
             start = body.rfind(b"\n", 0, pos) + 1
             tab = body.find(b"\t", start)
             end = body.find(b"\n", pos)
-            if pos + len(needle) <= tab and body[start : start + 1] != b"\x01":
+            if pos + len(needle) <= tab and body[start] >= 0x20:  # not a filter or pair line
                 yield body[start:end]
             pos = body.find(needle, end)
 
-    def _word_sets(self, run: str) -> tuple[set[int], set[int]]:
-        """Entries holding `run` inside a word: (in the prompt, anywhere)."""
-        prompt: set[int] = set()
-        anywhere: set[int] = set()
+    def _word_bits(self, run: str) -> tuple[int, int]:
+        """Entries holding `run` inside a word: (in the prompt, anywhere), as bit sets."""
+        prompt = anywhere = 0
         for line in self._lines_with(run.encode("utf-8", "replace")):
             _, p, a = line.split(b"\t")
-            in_prompt = _numbers(p)
+            in_prompt = _bits(p)
             prompt |= in_prompt
-            anywhere |= in_prompt | _numbers(a)
+            anywhere |= in_prompt | _bits(a)
         return prompt, anywhere
 
-    def _line(self, word: str) -> set[int]:
-        """The entries of one exact index line (a filter line)."""
+    def _exact(self, word: str) -> tuple[int, int]:
+        """The entries of one whole index line: (in the prompt, only in the answer)."""
         needle = b"\n" + word.encode("utf-8", "replace") + b"\t"
         pos = self.body.find(needle)
         if pos < 0:
-            return set()
+            return 0, 0
         end = self.body.find(b"\n", pos + 1)
         _, p, a = self.body[pos + 1 : end].split(b"\t")
-        return _numbers(p) | _numbers(a)
+        return _bits(p), _bits(a)
+
+    def _line(self, word: str) -> int:
+        """The entries of one exact index line (a filter line), as a bit set."""
+        p, a = self._exact(word)
+        return p | a
+
+    def _term_bits(self, term: Term) -> tuple[int, int, bool]:
+        """Entries that may hold `term`: (in the prompt, anywhere, whether exactly so). A phrase
+        of words one space apart is looked up by its word pairs (exact for one or two words);
+        anything else by each word-run inside the index's words."""
+        runs = term.words
+        if term.phrase and runs and term.text == " ".join(runs):
+            if len(runs) == 1:
+                p, a = self._exact(runs[0])
+                return p, p | a, True
+            prompt = anywhere = -1
+            for pair in itertools.pairwise(runs):
+                p, a = self._exact(f"{PAIR}{pair[0]} {pair[1]}")
+                prompt, anywhere = prompt & p, anywhere & (p | a)
+            return prompt, anywhere, len(runs) == 2
+        prompt = anywhere = -1
+        for run in runs:
+            p, any_run = self._word_bits(run)
+            prompt, anywhere = prompt & p, anywhere & any_run
+        return prompt, anywhere, term.exact_in_index
 
     def rank(self, query: Query) -> tuple[dict[int, int], bool]:
         """The day's entries that may match, with their scores; and whether that is exact (else
         the caller checks them against the text)."""
-        candidates = self._line(ALL)
-        if query.kind is not None:
-            candidates &= self._line(kind_word(query.kind))
-        if query.model is not None:
-            candidates &= self._line(model_word(query.model))
+        candidates = -1  # every entry, until a term or filter narrows it
+        for word, wanted in ((kind_word, query.kind), (model_word, query.model)):
+            if wanted is not None:
+                candidates &= self._line(word(wanted))
         exact = True
-        in_prompt: list[set[int]] = []
+        in_prompt: list[int] = []
         for term in query.terms:
-            exact = exact and term.exact_in_index
-            prompt: set[int] | None = None
-            for run in term.words:
-                p, anywhere = self._word_sets(run)
-                candidates &= anywhere
-                prompt = p if prompt is None else prompt & p
-                if not candidates:
-                    return {}, True
-            in_prompt.append(prompt if prompt is not None else candidates)
-        return {n: sum(n in p for p in in_prompt) for n in candidates}, exact
+            prompt, anywhere, precise = self._term_bits(term)
+            candidates &= anywhere
+            if not candidates:
+                return {}, True
+            exact = exact and precise
+            in_prompt.append(prompt)
+        if candidates < 0:  # nothing narrowed it (a term without word characters): every entry
+            candidates &= self._line(ALL)
+        return {n: sum(p >> n & 1 for p in in_prompt) for n in entries_of(candidates)}, exact
 
     def write(self, path: Path) -> None:
         header = {"v": INDEX_VERSION, "document": self.document, "gen": self.gen, "pending": self.pending}

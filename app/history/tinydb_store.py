@@ -25,7 +25,7 @@ import re
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -604,32 +604,35 @@ class ChatLog(StoreBase):
         ]
         return turns or [entry]
 
-    def _folded_day(self, date: str) -> list[tuple[dict[str, Any], str, str]]:
-        """A day's live entries with their folded prompt and answer (kept with the day's state
-        until it changes), for days searched without an index."""
+    def _folded_day(self, date: str) -> dict[int, tuple[dict[str, Any], str, str]]:
+        """A day's live entries by index with their folded prompt and answer (kept with the
+        day's state until it changes), for the text the word index cannot decide."""
         state = self._day(date)
         with state.lock:
             rows, version = state.rows(), state.version
             if state.folded is None or state.folded[0] != version:
                 live = [raw for raw in rows if not raw.get("deleted")]
-                state.folded = (version, [(raw, *searchable_fields(raw)) for raw in live])
+                state.folded = (version, {raw["index"]: (raw, *searchable_fields(raw)) for raw in live})
             return state.folded[1]
 
     def _day_hits(self, date: str, query: Query) -> dict[int, int]:
         """The day's matching entries (index → score): from its word index when that is up to
         date, checking only what the index cannot decide against the text; else from the text."""
         index = self._index_of(date)
+        candidates: Iterable[int] | None = None
         if index is not None and not self._has_journal(date, index.gen):
-            candidates, exact = index.rank(query)
-            if exact or not candidates:
-                return candidates
-            stored = self._day(date).entries
-            checked = {n: query.rank_raw(stored[n]) for n in candidates if n in stored}
-            return {n: score for n, score in checked.items() if score is not None}
+            ranked, exact = index.rank(query)
+            if exact or not ranked:
+                return ranked
+            candidates = ranked
+        folded = self._folded_day(date)
         hits = {}
-        for raw, prompt, answer in self._folded_day(date):
+        for number in folded if candidates is None else candidates:
+            if number not in folded:
+                continue
+            raw, prompt, answer = folded[number]
             if query.filters_ok(raw) and (score := query.score(prompt, answer)) is not None:
-                hits[raw["index"]] = score
+                hits[number] = score
         return hits
 
     def _search(self, query: Query, limit: int) -> list[Entry]:
