@@ -467,22 +467,43 @@ def _count_day_reads(monkeypatch) -> list[Path]:
     return parsed
 
 
+def _count_document_reads(monkeypatch) -> list[str]:
+    read: list[str] = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: (read.append(p.name), real(p))[1])
+    return read
+
+
 def test_a_fresh_server_reads_only_the_days_that_can_hold_a_rare_word(month, monkeypatch):
     parsed = _count_day_reads(monkeypatch)
+    read = _count_document_reads(monkeypatch)
 
     found = ChatLog(month).search("PARSE_ROWS_quokka")
 
     assert [(e.date, e.index) for e in found] == [("2024-06-17", 3)]
-    assert [p.name for p in parsed] == ["2024-06-17.json"]
+    assert parsed == []  # the hit is decoded from its place in its day's document, alone
+    assert [name for name in read if name.endswith(".json")] == ["2024-06-17.json"]
 
 
 def test_an_infix_of_a_word_is_still_found_through_the_index(month, monkeypatch):
     parsed = _count_day_reads(monkeypatch)
+    read = _count_document_reads(monkeypatch)
 
     found = ChatLog(month).search("rows_quok")
 
     assert [(e.date, e.index) for e in found] == [("2024-06-17", 3)]
-    assert len(parsed) == 1
+    assert parsed == [] and [name for name in read if name.endswith(".json")] == ["2024-06-17.json"]
+
+
+def test_a_search_in_a_day_this_process_has_read_uses_what_it_holds(month, monkeypatch):
+    store = ChatLog(month)
+    store.get("2024-06-17", 0)
+    read = _count_document_reads(monkeypatch)
+
+    found = store.search("quokka")
+
+    assert [(e.date, e.index) for e in found] == [("2024-06-17", 3)]
+    assert [name for name in read if name.endswith(".json")] == []
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,8 +48,9 @@ def model_word(model: str) -> str:
     return f"\x01m:{model}"
 
 
-def index_body(rows: list[dict[str, Any]]) -> bytes:
-    """The index lines of a day's live entries (see the module docstring)."""
+def index_body(rows: list[dict[str, Any]]) -> tuple[bytes, bytes]:
+    """The index lines of a day's live entries (see the module docstring): the words and
+    filters, and the word pairs (kept apart: only a phrase reads them)."""
     postings: dict[str, list[int]] = {}
     for raw in rows:
         if raw.get("deleted"):
@@ -61,8 +63,11 @@ def index_body(rows: list[dict[str, Any]]) -> bytes:
         meta = {ALL, kind_word(str(raw.get("kind"))), model_word(fold(raw.get("model") or ""))}
         for word in (_words(answer) - in_prompt) | meta:
             postings.setdefault(word, [0, 0])[1] |= bit
-    lines = [f"{word}\t{_hex(p)}\t{_hex(a)}\n" for word, (p, a) in sorted(postings.items())]
-    return "".join(lines).encode("utf-8", "replace")
+    words: list[str] = []
+    pairs: list[str] = []
+    for word, (p, a) in sorted(postings.items()):
+        (pairs if word.startswith(PAIR) else words).append(f"{word}\t{_encode(p)}\t{_encode(a)}\n")
+    return "".join(words).encode("utf-8", "replace"), "".join(pairs).encode("utf-8", "replace")
 
 
 def _words(folded: str) -> set[str]:
@@ -72,12 +77,25 @@ def _words(folded: str) -> set[str]:
     return found
 
 
-def _hex(bits: int) -> str:
-    return f"{bits:x}" if bits else ""
+def _encode(bits: int) -> str:
+    """A set of entries: hex bits when dense, `,3,17` (the indexes) when sparse, '' when empty."""
+    if not bits:
+        return ""
+    count = bits.bit_count()
+    if count * 4 < bits.bit_length() // 4:
+        return "".join(f",{n}" for n in entries_of(bits))
+    return f"{bits:x}"
 
 
 def _bits(segment: bytes) -> int:
-    return int(segment, 16) if segment else 0
+    if not segment:
+        return 0
+    if segment[:1] == b",":
+        bits = 0
+        for number in segment[1:].split(b","):
+            bits |= 1 << int(number)
+        return bits
+    return int(segment, 16)
 
 
 def entries_of(bits: int) -> list[int]:
@@ -98,8 +116,27 @@ class DayIndex:
 
     document: list[int]  # the day document's (inode, size, mtime_ns) when the index was built
     gen: int  # the last journal generation that document holds
-    body: bytes  # the index lines, after a leading newline (so every line starts after one)
+    body: bytes  # the word and filter lines, after a leading newline (every line follows one)
     pending: list[int] = field(default_factory=list)  # indexes of entries then still pending
+    pairs: bytes | None = None  # the word pair lines (as body), read when a phrase needs them
+    source: tuple[Path, int, int, int] | None = None  # (file, inode, mtime_ns, pairs offset)
+
+    def _pairs(self) -> bytes:
+        """The pair lines, read from the index file on first use; empty if it was replaced
+        meanwhile (the phrase is then checked against the text instead)."""
+        if self.pairs is None:
+            self.pairs = b""
+            if self.source is not None:
+                path, inode, mtime, offset = self.source
+                try:
+                    with open(path, "rb") as fh:
+                        st = os.fstat(fh.fileno())
+                        if (st.st_ino, st.st_mtime_ns) == (inode, mtime):
+                            fh.seek(offset)
+                            self.pairs = b"\n" + fh.read()
+                except FileNotFoundError:
+                    pass
+        return self.pairs
 
     def _lines_with(self, needle: bytes) -> Iterator[bytes]:
         """The lines whose word contains `needle` (never the filter lines)."""
@@ -127,12 +164,13 @@ class DayIndex:
 
     def _exact(self, word: str) -> tuple[int, int]:
         """The entries of one whole index line: (in the prompt, only in the answer)."""
+        body = self._pairs() if word.startswith(PAIR) else self.body
         needle = b"\n" + word.encode("utf-8", "replace") + b"\t"
-        pos = self.body.find(needle)
+        pos = body.find(needle)
         if pos < 0:
             return 0, 0
-        end = self.body.find(b"\n", pos + 1)
-        _, p, a = self.body[pos + 1 : end].split(b"\t")
+        end = body.find(b"\n", pos + 1)
+        _, p, a = body[pos + 1 : end].split(b"\t")
         return _bits(p), _bits(a)
 
     def _line(self, word: str) -> int:
@@ -145,7 +183,7 @@ class DayIndex:
         of words one space apart is looked up by its word pairs (exact for one or two words);
         anything else by each word-run inside the index's words."""
         runs = term.words
-        if term.phrase and runs and term.text == " ".join(runs):
+        if term.phrase and runs and term.text == " ".join(runs) and (len(runs) == 1 or self._pairs()):
             if len(runs) == 1:
                 p, a = self._exact(runs[0])
                 return p, p | a, True
@@ -181,23 +219,35 @@ class DayIndex:
         return {n: sum(p >> n & 1 for p in in_prompt) for n in entries_of(candidates)}, exact
 
     def write(self, path: Path) -> None:
-        header = {"v": INDEX_VERSION, "document": self.document, "gen": self.gen, "pending": self.pending}
+        """Header line, the word lines, then the pair lines (the header says where they start)."""
+        words = self.body[1:]
+        header = {
+            "v": INDEX_VERSION,
+            "document": self.document,
+            "gen": self.gen,
+            "pending": self.pending,
+            "words": len(words),
+        }
+        data = json.dumps(header).encode() + b"\n" + words + (self.pairs or b"\n")[1:]
         # Derived data: atomic (never half-read) but not fsynced; a lost index is rebuilt.
-        atomic_write(path, json.dumps(header).encode() + self.body, durable=False)
+        atomic_write(path, data, durable=False)
 
     @classmethod
     def read(cls, path: Path) -> DayIndex | None:
-        """The index in `path`; None when it is missing, of another version or damaged."""
+        """The index in `path` (its pair lines are read when first needed); None when it is
+        missing, of another version or damaged."""
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                head = fh.readline(64 * 1024)
+                header = json.loads(head)
+                if not isinstance(header, dict) or header.get("v") != INDEX_VERSION:
+                    return None
+                words = fh.read(int(header["words"]))
+                st = os.fstat(fh.fileno())
+            source = (path, st.st_ino, st.st_mtime_ns, len(head) + len(words))
+            document, gen = list(header["document"]), int(header["gen"])
+            return cls(document, gen, b"\n" + words, list(header.get("pending", [])), None, source)
         except FileNotFoundError:
             return None
-        head, newline, body = data.partition(b"\n")
-        try:
-            header = json.loads(head)
-            if header.get("v") != INDEX_VERSION:
-                return None
-            document, gen = list(header["document"]), int(header["gen"])
-            return cls(document, gen, newline + body, list(header.get("pending", [])))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

@@ -449,7 +449,8 @@ class ChatLog(StoreBase):
     ) -> None:
         live = [raw for raw in rows if not raw.get("deleted")]
         pending = [raw["index"] for raw in live if raw.get("status") == "pending"]
-        index = DayIndex(list(key), gen, b"\n" + index_body(live), pending)
+        words, pairs = index_body(live)
+        index = DayIndex(list(key), gen, b"\n" + words, pending, b"\n" + pairs)
         index.write(self.paths.index(date))
         self._indexes[date] = (key, index)
 
@@ -650,7 +651,54 @@ class ChatLog(StoreBase):
             if best >= limit:
                 break
         hits.sort(reverse=True)
-        return [Entry.from_dict(self._day(date).entries[n]) for _, date, n in hits[:limit]]
+        wanted: dict[str, list[int]] = {}
+        for _, date, number in hits[:limit]:
+            wanted.setdefault(date, []).append(number)
+        found = {date: self._entries_at(date, numbers) for date, numbers in wanted.items()}
+        return [Entry.from_dict(found[date][n]) for _, date, n in hits[:limit] if n in found[date]]
+
+    def _entries_at(self, date: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
+        """Some raw entries of a day. A day this process has not read yet, whose document holds
+        everything (a current index, no journal since), gives just those entries, decoded from
+        their place in the document: a search's hits spread over many days cost no full parse."""
+        with self._states_lock:
+            loaded = date in self._states
+        index = None if loaded else self._index_of(date)
+        if index is not None and not self._has_journal(date, index.gen):
+            picked = self._decode_entries(date, numbers)
+            if picked is not None:
+                return picked
+        entries = self._day(date).entries
+        return {n: entries[n] for n in numbers if n in entries and not entries[n].get("deleted")}
+
+    def _decode_entries(self, date: str, numbers: list[int]) -> dict[int, dict[str, Any]] | None:
+        """The live entries `numbers` decoded from the day document alone; None when the
+        document does not hold them where a folded document keeps them (read the day instead)."""
+        try:
+            data = self.paths.doc(date).read_bytes()
+        except FileNotFoundError:
+            return None
+        decoder = json.JSONDecoder()
+        start = data.find(b'"%s":{' % TABLE.encode())
+        picked: dict[int, dict[str, Any]] = {}
+        for number in numbers:
+            # Keys are the indexes + 1 and each entry starts with its id; inside a JSON string
+            # these quotes would be escaped, so the first unescaped match is the entry itself.
+            # Only its bytes are decoded: up to the next entry's key.
+            at = data.find(b'"%d":{"id":' % (number + 1), start) if start >= 0 else -1
+            if at < 0:
+                return None
+            brace = data.index(b"{", at)
+            end = data.find(b'"%d":{"id":' % (number + 2), brace)
+            try:
+                raw, _ = decoder.raw_decode(data[brace : end if end > 0 else len(data)].decode("utf-8"))
+            except ValueError:
+                return None
+            if not isinstance(raw, dict) or raw.get("index") != number:
+                return None
+            if not raw.get("deleted"):
+                picked[number] = raw
+        return picked
 
     def pending(self) -> list[Entry]:
         """Every entry still waiting for its answer; days whose index lists none are not read."""
