@@ -265,8 +265,18 @@ BAD = {
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_a_damaged_or_foreign_zip_is_refused_with_nothing_changed(source, make_app, tmp_path, case):
+    check_refused(source, make_app(data_dir=tmp_path / "target"), case)
+
+
+@pytest.mark.parametrize("case", ["truncated", "wrong checksum", "path escaping"])
+def test_a_damaged_zip_is_refused_by_postgresql_and_s3_with_nothing_changed(
+    source, make_app, tmp_path, pg_url, s3_bucket, s3_env, case
+):
+    check_refused(source, shared_app(make_app, tmp_path, pg_url, s3_bucket), case)
+
+
+def check_refused(source, target, case: str) -> None:
     damage, message = BAD[case]
-    target = make_app(data_dir=tmp_path / "target")
     target.test_client().post("/generate_code", data={"prompt": "already here"})
     before = snapshot(target)
 

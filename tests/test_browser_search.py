@@ -7,9 +7,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from .conftest import BACKENDS
 from .test_browser import browser, open_page  # noqa: F401 - the browser fixtures
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(params=BACKENDS)
+def history_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def test_a_search_hit_opens_its_entry_scrolled_to_the_highlighted_match(open_page, demo_app):  # noqa: F811

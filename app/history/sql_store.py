@@ -46,6 +46,7 @@ log = logging.getLogger("app.history")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SEPARATOR = "\x1f"  # between prompt and answer in the searchable text (PostgreSQL text has no NUL)
 BATCH = 500  # rows per round trip when walking the whole history
+SEARCH_WINDOW = 20_000  # newest rows a search reads down the primary key before the indexes
 SCHEMA_LOCK = 0x6869_7374  # advisory lock id held while migrating ("hist")
 MAX_INDEX = 2**31 - 1  # the idx column is an integer: larger indexes cannot exist
 SCHEMA_RETRY = 2.0  # seconds between attempts to reach a database that was down at start
@@ -501,33 +502,50 @@ class SQLChatLog(StoreBase):
         return [_entry(r) for r in rows] or [entry]
 
     def _search(self, query: Query, limit: int) -> list[Entry]:
-        """One query per score tier, best first, each newest first with what is left of `limit`:
-        a tier's rows come from a trigram index (rare terms) or from the newest rows down (common
-        ones), never from sorting every match."""
+        """One score tier at a time, best first, each newest first with what is left of `limit`,
+        never sorting every match: first among the newest SEARCH_WINDOW rows, read down the
+        primary key (a word or phrase common enough to fill the page is found there, whatever
+        its trigrams cost), then in the older rows through the trigram indexes (rare ones)."""
         where = [sa.not_(entries.c.deleted), *_filters(query)]
         where += [_term_sql(t, entries.c.searchable) for t in query.terms]
         in_prompt = [_term_sql(t, entries.c.fold_prompt) for t in query.terms]
         score = sum((sa.case((hit, 1), else_=0) for hit in in_prompt), sa.literal(0))
+        tiers = []
+        for tier in range(len(in_prompt), -1, -1):
+            if tier == len(in_prompt):
+                tiers.append([*where, *in_prompt])
+            else:  # the OR lets the prompt's index narrow a tier of prompt matches
+                tiers.append([*where, score == tier, *([sa.or_(*in_prompt)] if tier else [])])
 
         def work(conn: Connection) -> list[Entry]:
+            # Each search's own plan: a generic one cannot see how common a LIKE pattern is.
+            conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            edge = conn.execute(
+                sa.select(entries.c.day, entries.c.idx)
+                .order_by(entries.c.day.desc(), entries.c.idx.desc())
+                .offset(SEARCH_WINDOW)
+                .limit(1)
+            ).first()
+            # The newest rows are read down the primary key (no bitmap of every row holding a
+            # common trigram); the older ones by whatever plan the indexes make cheapest.
+            parts = (
+                [("off", position >= tuple(edge)), ("on", position < tuple(edge))]
+                if edge
+                else [("on", sa.true())]
+            )
             found: list[Entry] = []
-            for tier in range(len(in_prompt), -1, -1):
-                tier_where = list(where)
-                if tier == len(in_prompt):
-                    tier_where += in_prompt
-                else:
-                    tier_where.append(score == tier)
-                    if tier > 0:
-                        tier_where.append(sa.or_(*in_prompt))  # lets the prompt's index narrow it
-                query_rows = (
-                    entries.select()
-                    .where(*tier_where)
-                    .order_by(entries.c.day.desc(), entries.c.idx.desc())
-                    .limit(limit - len(found))
-                )
-                found += [_entry(r) for r in conn.execute(query_rows).mappings()]
-                if len(found) >= limit:
-                    break
+            for tier_where in tiers:
+                for bitmaps, part in parts:
+                    conn.execute(sa.text(f"SET LOCAL enable_bitmapscan = {bitmaps}"))
+                    rows = conn.execute(
+                        entries.select()
+                        .where(*tier_where, part)
+                        .order_by(entries.c.day.desc(), entries.c.idx.desc())
+                        .limit(limit - len(found))
+                    ).mappings()
+                    found += [_entry(r) for r in rows]
+                    if len(found) >= limit:
+                        return found
             return found
 
         return self._tx(work)
