@@ -10,6 +10,7 @@ between characters (never inside a multi-byte one) and never between a letter an
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections import defaultdict
@@ -78,15 +79,46 @@ def mark(text: str, pattern: re.Pattern[str] | None) -> Markup:
     """`text` escaped, each match of `pattern` wrapped in `<mark>`."""
     if pattern is None:
         return escape(text)
-    parts: list[Markup] = []
+    # NUL and SOH stand for the tags while the whole is escaped once (they are dropped from
+    # the text: control characters that show nothing).
+    clean = text.replace("\x00", "").replace("\x01", "")
+    parts: list[str] = []
     last = 0
-    for match in pattern.finditer(text):
-        if match.end() == match.start():
-            continue
-        parts += [escape(text[last : match.start()]), Markup("<mark>%s</mark>") % match.group()]
-        last = match.end()
-    parts.append(escape(text[last:]))
-    return Markup("").join(parts)
+    for match in pattern.finditer(clean):
+        if match.end() > match.start():
+            parts += [clean[last : match.start()], "\x00", match.group(), "\x01"]
+            last = match.end()
+    parts.append(clean[last:])
+    escaped = html.escape("".join(parts))
+    return Markup(escaped.replace("\x00", "<mark>").replace("\x01", "</mark>"))
+
+
+class Matcher:
+    """Finds a query's first match in text as written (see the module docstring)."""
+
+    def __init__(self, query: Query) -> None:
+        self.terms = query.terms
+        self.pattern = match_pattern(query)
+        self.longest = max((len(t.text) for t in query.terms), default=0)
+
+    def first(self, flat: str) -> int | None:
+        """Where the first match in `flat` (one-line text) starts, None without one. ASCII text
+        folds to its lower case, same length, so plain searches find it; other text takes the
+        expression, which accepts every accented form."""
+        if self.pattern is None:
+            return None
+        if not flat.isascii():
+            match = self.pattern.search(flat)
+            return match.start() if match else None
+        lower = flat.lower()
+        starts = []
+        for term in self.terms:
+            if term.phrase:
+                found = term.pattern.search(lower)
+                starts.append(found.start() if found else -1)
+            else:
+                starts.append(lower.find(term.text))
+        return min((at for at in starts if at >= 0), default=None)
 
 
 def _widen(flat: str, start: int, end: int) -> tuple[int, int]:
@@ -102,18 +134,18 @@ def _widen(flat: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def snippet(text: str, pattern: re.Pattern[str] | None, width: int = SNIPPET_CHARS) -> Markup | None:
+def snippet(text: str, matcher: Matcher, width: int = SNIPPET_CHARS) -> Markup | None:
     """About `width` characters of `text` (on one line) around its first match, marked; None
-    when it has no match."""
+    when it has no match. Only the window is searched for the marks."""
     flat = " ".join(text.split())
-    match = pattern.search(flat) if pattern is not None else None
-    if match is None:
+    at = matcher.first(flat)
+    if at is None:
         return None
-    start = max(0, min(match.start() - width // 3, len(flat) - width))
-    start, end = _widen(flat, start, min(len(flat), max(start + width, match.end())))
-    if match.start() < start:  # a long word before the match: keep the match whole
-        start = match.start()
-    body = mark(flat[start:end], pattern)
+    start = max(0, min(at - width // 3, len(flat) - width))
+    start, end = _widen(flat, start, min(len(flat), max(start + width, at + matcher.longest)))
+    if at < start:  # a long word before the match: keep the match whole
+        start = at
+    body = mark(flat[start:end], matcher.pattern)
     return Markup("").join([Markup("…" if start else ""), body, Markup("…" if end < len(flat) else "")])
 
 
@@ -140,11 +172,11 @@ class Hit:
 
 def hits(entries: list[Entry], query: Query, text: str) -> list[Hit]:
     """The search results of `entries` for `query` (typed as `text`)."""
-    pattern = match_pattern(query)
+    matcher = Matcher(query)
     found = []
     for entry in entries:
-        title = snippet(entry.prompt, pattern, TITLE_CHARS)
-        answer = snippet(entry.response, pattern) if entry.kind != "image" else None
+        title = snippet(entry.prompt, matcher, TITLE_CHARS)
+        answer = snippet(entry.response, matcher) if entry.kind != "image" else None
         field = "prompt" if title is not None else "answer" if answer is not None else None
         url = entry.permalink + (f"?{urlencode({'hl': text})}#match" if field else "")
         found.append(Hit(entry, title or beginning(entry.prompt), answer, field, url))

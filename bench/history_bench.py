@@ -2,7 +2,8 @@
 
 Figures: append p50 ratio 100k/1k, `GET /` median at 100k, search at 100k for a rare word, a
 word in every entry, two words, a phrase and a word with filters (`GET /chatlog?q=` as htmx, each
-on a freshly started app: its first search, then the warm median), import of 100k entries.
+on a freshly started app once `/healthz` answers: its first search, then the warm median),
+import of 100k entries.
 Appends go to today's file, which starts empty in both histories (the generated days end
 yesterday): the figure shows how an append's cost depends on the size of the whole history, not
 on the size of its day.
@@ -73,6 +74,7 @@ def search_rows(directory: Path, size: int, requests_n: int) -> list[tuple]:
             assert "<mark>" in r.text, query
 
         try:
+            http.get(url.replace("/chatlog", "/healthz")).raise_for_status()  # up: it serves
             first = ms(search, 1)[0]
             warm = statistics.median(ms(search, requests_n))
         finally:

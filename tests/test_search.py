@@ -243,3 +243,20 @@ def test_more_hits_than_shown_are_announced(demo_client, history):
     assert response.status_code == 200
     assert "100+ entries match “heap”" in body
     assert demo_client.get("/chatlog", query_string={"q": "heap"}, headers=JSON).get_json()["more"] is True
+
+
+def test_ranking_holds_across_the_newest_rows_and_the_older_ones(demo_client, history, monkeypatch):
+    # PostgreSQL reads the newest rows in windows, then the older ones through its indexes:
+    # with windows of one and three rows, a history of twelve crosses every boundary.
+    from app.history import sql_store
+
+    monkeypatch.setattr(sql_store, "SEARCH_WINDOWS", (1, 3))
+    made = [
+        (history.add(f"heap {n}") if n % 3 == 0 else history.add(f"question {n}", "use a heap"), n % 3 == 0)
+        for n in range(12)
+    ]
+    history.add("nothing to find here")
+
+    in_prompt = [link for link, prompt in reversed(made) if prompt]
+    in_answer = [link for link, prompt in reversed(made) if not prompt]
+    assert search(demo_client, "heap") == in_prompt + in_answer

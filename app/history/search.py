@@ -232,6 +232,17 @@ class DayIndex:
         # Derived data: atomic (never half-read) but not fsynced; a lost index is rebuilt.
         atomic_write(path, data, durable=False)
 
+    @staticmethod
+    def describes(path: Path, document: tuple[int, int, int]) -> bool:
+        """Whether the index in `path` is of this version and describes `document` (its first
+        line is read, nothing more)."""
+        try:
+            with open(path, "rb") as fh:
+                header = json.loads(fh.readline(64 * 1024))
+            return header.get("v") == INDEX_VERSION and tuple(header["document"]) == document
+        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+
     @classmethod
     def read(cls, path: Path) -> DayIndex | None:
         """The index in `path` (its pair lines are read when first needed); None when it is

@@ -46,7 +46,7 @@ log = logging.getLogger("app.history")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SEPARATOR = "\x1f"  # between prompt and answer in the searchable text (PostgreSQL text has no NUL)
 BATCH = 500  # rows per round trip when walking the whole history
-SEARCH_WINDOW = 20_000  # newest rows a search reads down the primary key before the indexes
+SEARCH_WINDOWS = (1_000, 5_000, 21_000, 85_000)  # where the newest rows read in turn end
 SCHEMA_LOCK = 0x6869_7374  # advisory lock id held while migrating ("hist")
 MAX_INDEX = 2**31 - 1  # the idx column is an integer: larger indexes cannot exist
 SCHEMA_RETRY = 2.0  # seconds between attempts to reach a database that was down at start
@@ -205,6 +205,70 @@ def _public_error(error: Exception) -> str:
     """The kind of a database failure, for the log, without the connection string."""
     original = getattr(error, "orig", None)
     return type(original or error).__name__
+
+
+class _TierSearch:
+    """Fills a page of hits from score tiers, best tier first, each newest first.
+
+    A tier is read from the newest rows down the primary key in growing windows (a term common
+    enough to fill the page is found there at once, however common its trigrams, which would
+    make an index plan read nearly every row), and as soon as a window holds no hit, from the
+    older rows through the trigram indexes (where a rare term is found at once).
+    """
+
+    def __init__(self, conn: Connection, limit: int) -> None:
+        self.conn = conn
+        self.limit = limit
+        self.found: list[Entry] = []
+        self._edges: dict[int, tuple[str, int] | None] = {}
+        # Each search's own plan: a generic one cannot see how common a LIKE pattern is.
+        conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+    def _edge(self, offset: int) -> tuple[str, int] | None:
+        """The position of the row `offset` rows below the newest (None: there are fewer)."""
+        if offset not in self._edges:
+            row = self.conn.execute(
+                sa.select(entries.c.day, entries.c.idx)
+                .order_by(entries.c.day.desc(), entries.c.idx.desc())
+                .offset(offset)
+                .limit(1)
+            ).first()
+            self._edges[offset] = (row[0], row[1]) if row is not None else None
+        return self._edges[offset]
+
+    def _read(self, where: list[Any], *, bitmaps: bool) -> int:
+        self.conn.execute(sa.text(f"SET LOCAL enable_bitmapscan = {'on' if bitmaps else 'off'}"))
+        rows = self.conn.execute(
+            entries.select()
+            .where(*where)
+            .order_by(entries.c.day.desc(), entries.c.idx.desc())
+            .limit(self.limit - len(self.found))
+        ).mappings()
+        before = len(self.found)
+        self.found += [_entry(r) for r in rows]
+        return len(self.found) - before
+
+    def _tier(self, where: list[Any]) -> None:
+        upper: tuple[str, int] | None = None  # the window's top (exclusive); None: the newest
+        for offset in SEARCH_WINDOWS:
+            lower = self._edge(offset)
+            bounds = [position < upper] if upper is not None else []
+            if lower is None:  # the window reaches the oldest row: the tier is complete
+                self._read([*where, *bounds], bitmaps=False)
+                return
+            hits = self._read([*where, *bounds, position >= lower], bitmaps=False)
+            upper = lower
+            if len(self.found) >= self.limit or hits == 0:
+                break
+        if len(self.found) < self.limit and upper is not None:
+            self._read([*where, position < upper], bitmaps=True)
+
+    def run(self, tiers: list[list[Any]]) -> list[Entry]:
+        for where in tiers:
+            self._tier(where)
+            if len(self.found) >= self.limit:
+                break
+        return self.found
 
 
 class SQLChatLog(StoreBase):
@@ -503,52 +567,15 @@ class SQLChatLog(StoreBase):
 
     def _search(self, query: Query, limit: int) -> list[Entry]:
         """One score tier at a time, best first, each newest first with what is left of `limit`,
-        never sorting every match: first among the newest SEARCH_WINDOW rows, read down the
-        primary key (a word or phrase common enough to fill the page is found there, whatever
-        its trigrams cost), then in the older rows through the trigram indexes (rare ones)."""
+        never sorting every match (see :class:`_TierSearch`)."""
         where = [sa.not_(entries.c.deleted), *_filters(query)]
-        where += [_term_sql(t, entries.c.searchable) for t in query.terms]
+        anywhere = [_term_sql(t, entries.c.searchable) for t in query.terms]
         in_prompt = [_term_sql(t, entries.c.fold_prompt) for t in query.terms]
         score = sum((sa.case((hit, 1), else_=0) for hit in in_prompt), sa.literal(0))
-        tiers = []
-        for tier in range(len(in_prompt), -1, -1):
-            if tier == len(in_prompt):
-                tiers.append([*where, *in_prompt])
-            else:  # the OR lets the prompt's index narrow a tier of prompt matches
-                tiers.append([*where, score == tier, *([sa.or_(*in_prompt)] if tier else [])])
-
-        def work(conn: Connection) -> list[Entry]:
-            # Each search's own plan: a generic one cannot see how common a LIKE pattern is.
-            conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
-            edge = conn.execute(
-                sa.select(entries.c.day, entries.c.idx)
-                .order_by(entries.c.day.desc(), entries.c.idx.desc())
-                .offset(SEARCH_WINDOW)
-                .limit(1)
-            ).first()
-            # The newest rows are read down the primary key (no bitmap of every row holding a
-            # common trigram); the older ones by whatever plan the indexes make cheapest.
-            parts = (
-                [("off", position >= tuple(edge)), ("on", position < tuple(edge))]
-                if edge
-                else [("on", sa.true())]
-            )
-            found: list[Entry] = []
-            for tier_where in tiers:
-                for bitmaps, part in parts:
-                    conn.execute(sa.text(f"SET LOCAL enable_bitmapscan = {bitmaps}"))
-                    rows = conn.execute(
-                        entries.select()
-                        .where(*tier_where, part)
-                        .order_by(entries.c.day.desc(), entries.c.idx.desc())
-                        .limit(limit - len(found))
-                    ).mappings()
-                    found += [_entry(r) for r in rows]
-                    if len(found) >= limit:
-                        return found
-            return found
-
-        return self._tx(work)
+        tiers = [[*where, *in_prompt]]  # every term in the prompt (so in the text too)
+        for tier in range(len(in_prompt) - 1, -1, -1):  # the OR lets the prompt's index narrow it
+            tiers.append([*where, *anywhere, score == tier, *([sa.or_(*in_prompt)] if tier else [])])
+        return self._tx(lambda conn: _TierSearch(conn, limit).run(tiers))
 
     def pending(self) -> list[Entry]:
         """Entries still waiting for their answer, oldest first (a partial index finds them)."""

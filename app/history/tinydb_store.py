@@ -456,8 +456,10 @@ class ChatLog(StoreBase):
 
     def _ensure_index(self, date: str) -> None:
         """Write the search index of a day document that has none (documents from before
-        indexes, or whose index was lost)."""
-        if self._index_of(date) is not None:
+        indexes, or whose index was lost, or of an older version). Only the index's first line
+        is read to tell: its words are for searches to read."""
+        key = doc_key(self.paths.doc(date))
+        if key is not None and DayIndex.describes(self.paths.index(date), key):
             return
         state = self._day(date)
         if state.key is not None and not state.journaled:
@@ -481,10 +483,19 @@ class ChatLog(StoreBase):
         so a new or upgraded DATA_DIR needs no step by hand."""
         today = self.today()
         for date in self.dates():
-            if self._day(date).journaled and (startup or date != today):
+            if self._needs_fold(date) and (startup or date != today):
                 self.checkpoint(date, wait=False)
             else:
                 self._ensure_index(date)
+
+    def _needs_fold(self, date: str) -> bool:
+        """True when the day has journal records its document does not hold: seen from the
+        document's head and a journal's size, without reading the day (a fresh server's upkeep
+        would otherwise parse the whole history while its first requests wait for the CPU)."""
+        coverage = Coverage.peek(self.paths.doc(date))
+        if coverage is None:  # a document from before journals, or none: read it
+            return self._day(date).journaled
+        return self._has_journal(date, coverage.gen)
 
     # -- damage ----------------------------------------------------------------------------------
 
