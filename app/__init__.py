@@ -19,7 +19,8 @@ from .config import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["ConfigError", "create_app"]
+__version__ = "1.19.0"  # written into backups, so a restore knows what made them
+__all__ = ["ConfigError", "__version__", "create_app"]
 
 
 def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
@@ -76,6 +77,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     from flask_compress import Compress
 
     from . import assets, auth, cli, hosts, i18n, pwa, security, web
+    from .backup import views as backup_views
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
     hosts.init_app(app, settings)  # first: a request for a foreign host name gets no further
@@ -84,6 +86,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     web.htmx.init_app(app)
     app.register_blueprint(web.bp)
     app.register_blueprint(pwa.bp)
+    app.register_blueprint(backup_views.bp)
     assets.init_app(app)
     # brotli/gzip for pages, fragments, JSON and static files (which Flask streams from disk).
     # Event streams are never compressed, so tokens are never held back in a compressor:
@@ -98,7 +101,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     auth.init_app(app)
     security.init_app(app, settings, image_origin=getattr(images, "origin", lambda: None)())
     cli.init_app(app)
-    Maintenance(generator).init_app(app)
+    Maintenance(generator, app).init_app(app)
     if settings.proxy_fix:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

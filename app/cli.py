@@ -1,6 +1,7 @@
 """CLI commands: `flask --app app import-chatlog FILE` and `export-chatlog [FILE]` (seed format),
-`migrate-history --to postgresql://…` (TinyDB files and images → the shared stores) and
-`upgrade-history` (the PostgreSQL schema, which the app also upgrades when it starts)."""
+`backup FILE.zip` and `restore FILE.zip` (everything, either engine), `migrate-history --to
+postgresql://…` (TinyDB files and images → the shared stores) and `upgrade-history` (the
+PostgreSQL schema, which the app also upgrades when it starts)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,48 @@ def export_chatlog(file: str | None) -> None:
 
     atomic_write(Path(file).resolve(), text)
     click.echo(f"Exported the history to {file}.", err=True)
+
+
+@click.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@with_appcontext
+def backup(file: Path) -> None:
+    """Write a backup ZIP of the whole history and every image to FILE (as GET /backup.zip)."""
+    from .backup.daily import write_backup
+
+    write_backup(current_app._get_current_object(), file.resolve())  # type: ignore[attr-defined]
+    click.echo(f"Wrote the backup {file}.", err=True)
+
+
+@click.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@with_appcontext
+def restore(file: Path) -> None:
+    """Restore a backup ZIP into this app's history and image store (either engine).
+
+    The whole backup is checked first; a damaged or foreign one changes nothing. Entries already
+    here are kept, so restoring twice adds nothing; a permalink holding another entry is named
+    and left alone, and the command then exits non-zero.
+    """
+    from .backup import BackupRefused, planned_steps
+    from .backup import restore as restore_backup
+
+    steps = planned_steps(str(file)) or 1
+    store, images = current_app.extensions["chatlog"], current_app.extensions["images"]
+    try:
+        with click.progressbar(length=steps, label="Restoring", file=sys.stderr) as bar:
+            report = restore_backup(str(file), store, images, bar.update)
+    except BackupRefused as e:
+        raise click.ClickException(f"{file} was not restored: {e}") from None
+    click.echo(
+        f"Restored {report.added} entries and {report.images_added} images; "
+        f"{report.present} entries and {report.images_present} images were already there."
+    )
+    if report.conflicts:
+        listed = ", ".join(report.conflicts[:10]) + (" …" if len(report.conflicts) > 10 else "")
+        raise click.ClickException(
+            f"{len(report.conflicts)} permalinks already hold other entries and were left alone: {listed}"
+        )
 
 
 BATCH = 500
@@ -177,5 +220,7 @@ def upgrade_history() -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(import_chatlog)
     app.cli.add_command(export_chatlog)
+    app.cli.add_command(backup)
+    app.cli.add_command(restore)
     app.cli.add_command(migrate_history)
     app.cli.add_command(upgrade_history)

@@ -63,6 +63,9 @@ class Settings:
     image_store_endpoint_url: str | None = None
     image_store_region: str | None = None
     image_store_presign: int = 0
+    # A dated backup a day in this folder (unset: none), the newest `backup_keep` kept.
+    backup_dir: Path | None = None
+    backup_keep: int = 7
     # Read here too (not only by boto3 from the process environment) so a `.env` file works.
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
@@ -71,6 +74,8 @@ class Settings:
         # Flask's send_file resolves a relative path against the app package, not the working
         # directory, so every path setting is made absolute here, once, at start-up.
         object.__setattr__(self, "data_dir", absolute_path(self.data_dir))
+        if self.backup_dir is not None:
+            object.__setattr__(self, "backup_dir", absolute_path(self.backup_dir))
 
     @property
     def loopback(self) -> bool:
@@ -326,6 +331,10 @@ def load_settings(
     kwargs["aws_secret_access_key"] = get("AWS_SECRET_ACCESS_KEY")
     if raw := get("IMAGE_STORE_PRESIGN"):
         kwargs["image_store_presign"] = _int("IMAGE_STORE_PRESIGN", raw, 0, 7 * 24 * 3600)
+    if raw := get("BACKUP_DIR"):
+        kwargs["backup_dir"] = Path(raw)
+    if raw := get("BACKUP_KEEP"):
+        kwargs["backup_keep"] = _int("BACKUP_KEEP", raw, 1, 3650)
     if raw := get("MAX_PROMPT_CHARS"):
         kwargs["max_prompt_chars"] = _int("MAX_PROMPT_CHARS", raw, 1, 1_000_000)
     return Settings(**kwargs)
@@ -338,8 +347,9 @@ def settings_from_mapping(mapping: dict[str, object]) -> Settings:
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
     data = dict(mapping)
-    if "data_dir" in data:
-        data["data_dir"] = Path(data["data_dir"])  # type: ignore[arg-type]
+    for key in ("data_dir", "backup_dir"):
+        if data.get(key) is not None:
+            data[key] = Path(data[key])  # type: ignore[arg-type]
     return Settings(**data)  # type: ignore[arg-type]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -36,10 +37,17 @@ def local_date(value: str | date | datetime, format: str = "medium") -> str:
     """A date (or ISO date string) formatted for the current locale: 27.11.2026 / Nov 27, 2026."""
     if isinstance(value, str):
         try:
-            return local_date(date.fromisoformat(value[:10]), format)
+            return _formatted(date.fromisoformat(value[:10]), format, str(get_locale() or "en"))
         except ValueError:
             return value
     return str(format_date(value, format=format))
+
+
+@lru_cache(maxsize=4096)
+def _formatted(day: date, format: str, locale: str) -> str:
+    """Formatting a date costs Babel a lot; a page of search hits or history shows the same few
+    dates many times."""
+    return str(format_date(day, format=format))
 
 
 def translate(message: str) -> str:

@@ -1,5 +1,6 @@
 """Upkeep that no request should wait for: folding the history's journals, building its search
-indexes, and marking answers that a dead server left pending as interrupted.
+indexes, marking answers that a dead server left pending as interrupted, and the daily backup
+in BACKUP_DIR.
 
 It runs in a short-lived background thread when the app serves its first request (a server, not
 a CLI command), and then at most once every INTERVAL seconds, started by an incoming request: an
@@ -25,8 +26,9 @@ INTERVAL = 60.0  # seconds between runs while requests come in
 class Maintenance:
     """Runs the upkeep of one app in the background (see the module docstring)."""
 
-    def __init__(self, generator: Generator, interval: float = INTERVAL) -> None:
+    def __init__(self, generator: Generator, app: Flask | None = None, interval: float = INTERVAL) -> None:
         self.generator = generator
+        self.app = app
         self.interval = interval
         self._lock = threading.Lock()
         self._running = False
@@ -53,6 +55,10 @@ class Maintenance:
         try:
             self.generator.chatlog.maintain(startup=startup)
             self.generator.reap_interrupted()
+            if self.app is not None:
+                from .backup.daily import daily_backup
+
+                daily_backup(self.app)
         except Exception:
             log.exception("History upkeep failed; it is tried again in %.0f s.", self.interval)
         finally:

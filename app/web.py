@@ -37,11 +37,13 @@ from werkzeug.exceptions import HTTPException
 from . import asks, image_options, input_images
 from .generation import DailyCapReached, GenerationFailed, Generator, PromptError
 from .history import Entry, HistoryStore, HistoryUnavailable, Page, Permalink, is_date
+from .history.query import QueryError, parse_query
 from .i18n import N_
 from .images import ImageStoreUnavailable
 from .importing import import_chatlog as import_chatlog_text
 from .rendering import code_blocks
 from .security import limit_retry_after
+from .snippets import Marker, hits
 
 HISTORY_DOWN = N_("The history database cannot be reached right now. Please try again in a moment.")
 PAGE_LIMIT = 200  # entries per page of the full history page
@@ -365,14 +367,11 @@ def generate_image():
 @bp.get("/chatlog")
 def chatlog():
     """The history: all of it as JSON, a search, or a page of days (lazy loaded by htmx)."""
-    if wants_json():
-        return seed_export()
     query = request.args.get("q", "").strip()[:200]
     if query:
-        found = _chatlog().search(query, limit=SEARCH_LIMIT)
-        if htmx:
-            return render_template("partials/_search_results.html", found=found, q=query)
-        return render_template("chatlog.html", found=found, q=query, page=None)
+        return search_results(query)
+    if wants_json():
+        return seed_export()
     limit = current_app.config["SETTINGS"].history_sidebar_limit
     before = request.args.get("before")
     if htmx and before:
@@ -380,6 +379,38 @@ def chatlog():
     if htmx:
         return render_template("partials/_history_list.html", page=_chatlog().page(limit))
     return render_template("chatlog.html", page=_chatlog().page(PAGE_LIMIT, before), q="", found=None)
+
+
+def search_results(text: str):
+    """A search as a fragment (htmx), a page, or JSON (`Accept: application/json`): the best
+    SEARCH_LIMIT hits with their snippets, and whether there are more."""
+    error: str | None = None
+    try:
+        query = parse_query(text)
+        entries = _chatlog().search(query, limit=SEARCH_LIMIT + 1)
+    except QueryError as e:
+        if wants_json():
+            return jsonify(error=str(e)), 400
+        found, error = [], str(e)
+    else:
+        found = hits(entries[:SEARCH_LIMIT], query, text)
+    more = len(found) == SEARCH_LIMIT and len(entries) > SEARCH_LIMIT
+    if wants_json():
+        results = [
+            {
+                **entry_json(h.entry),
+                "url": h.url,
+                "match": h.field,
+                "title_html": h.title,
+                "snippet_html": h.snippet,
+            }
+            for h in found
+        ]
+        return jsonify(query=text, results=results, more=more)
+    context = {"found": found, "q": text, "more": more, "search_error": error}
+    if htmx:
+        return render_template("partials/_search_results.html", **context)
+    return render_template("chatlog.html", page=None, **context)
 
 
 def _json(value: Any) -> str:
@@ -543,7 +574,18 @@ def view_entry(date: str, index: int):
     if htmx:
         return render_template("partials/_entry.html", entry=entry)
     turns = _chatlog().branch(entry)
-    return render_template("entry.html", entry=entry, turns=turns, page=_sidebar_page())
+    return render_template(
+        "entry.html", entry=entry, turns=turns, page=_sidebar_page(), marker=_marker(), marked_id=entry.id
+    )
+
+
+def _marker() -> Marker | None:
+    """Marks for the matches of `?hl=<query>` (a search hit's link), if any."""
+    try:
+        query = parse_query(request.args.get("hl", "")[:200])
+    except QueryError:
+        return None
+    return Marker(query) if query.terms else None
 
 
 @bp.get("/chatlog/<date>/<int:index>/code/<int:n>")

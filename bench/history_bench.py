@@ -1,9 +1,12 @@
 """History at scale: histories of 1,000 and 100,000 entries over 365 days, built by the benchmark.
 
-Figures: append p50 ratio 100k/1k, `GET /` median at 100k, search median at 100k (cold, i.e. the
-first search of a fresh process, and warm), import of 100k entries. Appends go to today's file,
-which starts empty in both histories (the generated days end yesterday): the figure shows how an
-append's cost depends on the size of the whole history, not on the size of its day.
+Figures: append p50 ratio 100k/1k, `GET /` median at 100k, search at 100k for a rare word, a
+word in every entry, two words, a phrase and a word with filters (`GET /chatlog?q=` as htmx, each
+on a freshly started app once `/healthz` answers: its first search, then the warm median),
+import of 100k entries.
+Appends go to today's file, which starts empty in both histories (the generated days end
+yesterday): the figure shows how an append's cost depends on the size of the whole history, not
+on the size of its day.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ WORDS = tuple(
     "table query index cache queue thread lock retry backoff token model answer prompt history".split()
 )
 RARE = "zebracorn"  # appears in a handful of entries, so a search scans the whole history
+# What the search figures ask for (label, query), on both engines.
+SEARCHES = (
+    ("rare word", RARE),
+    ("word in every entry", "python"),
+    ("two words", "json retry"),
+    ("phrase", '"sort file"'),
+    ("word and filters", "cache kind:code after:2000-01-01 before:2999-01-01"),
+)
 
 
 def make_history(n_entries: int, days: int = 365, seed: int = 7) -> dict[str, list[dict[str, str]]]:
@@ -45,6 +56,39 @@ def make_history(n_entries: int, days: int = 365, seed: int = 7) -> dict[str, li
         response = f"Here is the answer to {i}.\n\n```python\n{body}\n```\n"
         data[dates[i * days // n_entries]].append({"prompt": prompt, "response": response})
     return data
+
+
+def search_rows(directory: Path, size: int, requests_n: int) -> list[tuple]:
+    """Each of SEARCHES on a freshly started app: its first search, then the warm median."""
+    rows: list[tuple] = []
+    for label, query in SEARCHES:
+        app = create_app({"data_dir": directory, "log_level": "WARNING"})
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}/chatlog"
+        http = requests.Session()
+
+        def search(query: str = query, url: str = url, http: requests.Session = http) -> None:
+            r = http.get(url, params={"q": query}, headers={"HX-Request": "true"})
+            r.raise_for_status()
+            assert "<mark>" in r.text, query
+
+        try:
+            http.get(url.replace("/chatlog", "/healthz")).raise_for_status()  # up: it serves
+            first = ms(search, 1)[0]
+            warm = statistics.median(ms(search, max(5, requests_n // 3)))
+        finally:
+            server.shutdown()
+            server.server_close()
+        rows.append(
+            (
+                f"search median at {size:,} entries, {label} (`{query}`)",
+                f"{first:.0f} ms first search of a fresh server; {warm:.1f} ms warm",
+                "first ≤ 150 ms, warm ≤ 50 ms",
+                "met" if first <= 150 and warm <= 50 else "missed",
+            )
+        )
+    return rows
 
 
 def ms(fn, n: int) -> list[float]:
@@ -96,7 +140,6 @@ def run(sizes: tuple[int, int] = (1_000, 100_000), appends: int = 60, requests_n
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_port}"
         http = requests.Session()
-        hx = {"HX-Request": "true"}
         try:
             first_page = ms(lambda: http.get(base + "/").raise_for_status(), 1)[0]
             page = statistics.median(ms(lambda: http.get(base + "/").raise_for_status(), requests_n))
@@ -109,24 +152,10 @@ def run(sizes: tuple[int, int] = (1_000, 100_000), appends: int = 60, requests_n
                 )
             )
 
-            def search() -> None:
-                r = http.get(base + "/chatlog", params={"q": RARE}, headers=hx)
-                r.raise_for_status()
-                assert RARE in r.text
-
-            cold = ms(search, 1)[0]
-            warm = statistics.median(ms(search, requests_n))
-            rows.append(
-                (
-                    f"search median at {sizes[1]:,} entries (rare term, full scan)",
-                    f"{warm:.1f} ms warm; first search of the process {cold:.0f} ms",
-                    "≤ 200 ms",
-                    "met" if warm <= 200 else "missed",
-                )
-            )
         finally:
             server.shutdown()
             server.server_close()
+        rows += search_rows(Path(big_dir), sizes[1], requests_n)
         rows.append(
             (
                 f"import of {sizes[1]:,} entries (seed format, 365 days)",

@@ -51,6 +51,7 @@ ANY_ROUTE_TYPES = PAGE_OR_JSON | {
     "image/png",
     "image/webp",
     "image/svg+xml",
+    "application/zip",  # /backup.zip
 }
 
 

@@ -43,8 +43,9 @@ def history_aside(html: str) -> Node:
 
 
 def entry_links(node: Node) -> list[str]:
-    """Permalinks linked from `node`, in document order."""
-    return [a.attrs["href"] for a in node.find_all("a") if PERMALINK_RE.fullmatch(a.attrs.get("href", ""))]
+    """Permalinks linked from `node`, in document order (a search hit's `?hl=…#match` left out)."""
+    hrefs = [a.attrs.get("href", "").partition("?")[0] for a in node.find_all("a")]
+    return [href for href in hrefs if PERMALINK_RE.fullmatch(href)]
 
 
 def load_more_buttons(node: Node) -> list[Node]:

@@ -17,6 +17,7 @@ from app.files import write_temp
 from app.history import ChatLog, tinydb_store
 from app.history import days as days_module
 from app.history.journal import encode_record
+from app.history.query import parse_query
 
 from .clock import CEST, Clock
 from .disk import journal_records, stored_entries
@@ -458,33 +459,59 @@ def _count_day_reads(monkeypatch) -> list[Path]:
     return parsed
 
 
+def _count_document_reads(monkeypatch) -> list[str]:
+    read: list[str] = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: (read.append(p.name), real(p))[1])
+    return read
+
+
 def test_a_fresh_server_reads_only_the_days_that_can_hold_a_rare_word(month, monkeypatch):
     parsed = _count_day_reads(monkeypatch)
+    read = _count_document_reads(monkeypatch)
 
     found = ChatLog(month).search("PARSE_ROWS_quokka")
 
     assert [(e.date, e.index) for e in found] == [("2024-06-17", 3)]
-    assert [p.name for p in parsed] == ["2024-06-17.json"]
+    assert parsed == []  # the hit is decoded from its place in its day's document, alone
+    assert [name for name in read if name.endswith(".json")] == ["2024-06-17.json"]
 
 
 def test_an_infix_of_a_word_is_still_found_through_the_index(month, monkeypatch):
     parsed = _count_day_reads(monkeypatch)
+    read = _count_document_reads(monkeypatch)
 
     found = ChatLog(month).search("rows_quok")
 
     assert [(e.date, e.index) for e in found] == [("2024-06-17", 3)]
-    assert len(parsed) == 1
+    assert parsed == [] and [name for name in read if name.endswith(".json")] == ["2024-06-17.json"]
 
 
-@pytest.mark.parametrize("query", ["sort a list", "prompt 4: sort", "day 3 ", ":", "rt a l", "zzz-nothing"])
+def test_a_search_in_a_day_this_process_has_read_uses_what_it_holds(month, monkeypatch):
+    store = ChatLog(month)
+    store.get("2024-06-17", 0)
+    read = _count_document_reads(monkeypatch)
+
+    found = store.search("quokka")
+
+    assert [(e.date, e.index) for e in found] == [("2024-06-17", 3)]
+    assert [name for name in read if name.endswith(".json")] == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        *("sort a list", "prompt 4: sort", "day 3 ", ":", "rt a l", "zzz-nothing", '"sort a list"'),
+        *("LIST sort 4", '"prompt 4"', "quokka kind:code", "sort kind:image"),
+        "day 1 after:2024-06-20 before:2024-06-25",
+    ],
+)
 def test_search_through_the_index_finds_what_a_full_scan_finds(month, query):
     def scan(store: ChatLog) -> list[tuple[str, int]]:
-        needle = query.casefold().strip()
-        return [
-            (raw["date"], raw["index"])
-            for raw in store.iter_entries()
-            if needle in (raw["prompt"] + "\x00" + raw["response"]).casefold()
-        ][:100]
+        parsed = parse_query(query)
+        scored = [(parsed.rank_raw(raw), raw["date"], raw["index"]) for raw in store.iter_entries()]
+        ranked = sorted(((s, d, i) for s, d, i in scored if s is not None), reverse=True)
+        return [(d, i) for _, d, i in ranked][:100]
 
     store = ChatLog(month)
 

@@ -3,6 +3,7 @@
 - `model`: Entry, Permalink, Day, Page and the errors.
 - `store`: the HistoryStore protocol (every method the app calls) and the behaviour both engines
   share.
+- `query`: what a search means (words, phrases, filters, ranking), the same for both engines.
 - `tinydb_store`: the default engine, TinyDB day documents in DATA_DIR under an append-only
   journal (`days`, `journal`), with a word index per day for search (`search`).
 - `sql_store`: PostgreSQL, for several app servers.

@@ -201,7 +201,8 @@ class DayState:
         self.entries: dict[int, dict[str, Any]] = {raw["index"]: raw for raw in rows}
         self.version = 0  # bumped on every change, for caches derived from the rows
         self.lock = threading.Lock()
-        self.folded: tuple[int, str] | None = None  # (version, searchable text) for search
+        # (version, {index: (entry, folded prompt, folded answer)}) of the live entries, for search
+        self.folded: tuple[int, dict[int, tuple[dict[str, Any], str, str]]] | None = None
         self._rows: list[dict[str, Any]] | None = None
 
     @property

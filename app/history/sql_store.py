@@ -7,8 +7,11 @@ TinyDB files, with the same permalinks: an entry is `(day, idx)`, the day's next
 a per-day counter row (`days`), so indexes are never reused, and a deleted entry stays as a
 tombstone that answers 410.
 
-Search is a case-insensitive substring match, like the TinyDB store's, served by a trigram GIN
-index (pg_trgm) on each entry's case-folded text, so it stays fast at millions of rows.
+Search means what app.history.query says, as in the TinyDB store: every term a substring of the
+folded (case- and accent-free) prompt or answer, phrases as whole words. Two trigram GIN indexes
+(pg_trgm) serve it, on the folded prompt and on the folded prompt and answer together; a search
+asks for the best-scored tier first, newest first with a limit, so a common word is answered
+from the newest rows and a rare one from the indexes.
 
 Every operation is one short transaction. A database that cannot be reached raises
 :class:`HistoryUnavailable` (HTTP 503 with a clear message; nothing half-written).
@@ -17,11 +20,12 @@ Every operation is one short transaction. A database that cannot be reached rais
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +37,16 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .claims import SQLClaims
 from .model import Entry, HistoryUnavailable, Page, Permalink, group_days, is_date
+from .query import Query, Term, fold
 from .seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
-from .store import StoreBase
+from .store import ImportResult, StoreBase
 
 log = logging.getLogger("app.history")
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SEPARATOR = "\x1f"  # between prompt and answer in the searchable text (PostgreSQL text has no NUL)
 BATCH = 500  # rows per round trip when walking the whole history
+SEARCH_WINDOWS = (1_000, 5_000, 21_000, 85_000)  # where the newest rows read in turn end
 SCHEMA_LOCK = 0x6869_7374  # advisory lock id held while migrating ("hist")
 MAX_INDEX = 2**31 - 1  # the idx column is an integer: larger indexes cannot exist
 SCHEMA_RETRY = 2.0  # seconds between attempts to reach a database that was down at start
@@ -76,6 +82,7 @@ entries = sa.Table(
     sa.Column("sibling_of", sa.Text),
     sa.Column("branched", sa.Boolean, nullable=False),
     sa.Column("input_image", sa.Text),
+    sa.Column("fold_prompt", sa.Text, nullable=False),
 )
 days_table = sa.Table(
     "days",
@@ -104,15 +111,48 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def searchable(kind: str, prompt: str, response: str, deleted: bool = False) -> str:
-    """The case-folded text a search matches: the prompt, and the answer unless it is an image."""
+    """The folded text a search matches: the prompt, and the answer unless it is an image."""
     if deleted:
         return ""
-    return f"{prompt}{SEPARATOR}{response if kind != 'image' else ''}".casefold()
+    return f"{fold(prompt)}{SEPARATOR}{fold(response) if kind != 'image' else ''}"
+
+
+def search_columns(kind: str, prompt: str, response: str, deleted: bool = False) -> dict[str, str]:
+    """The columns search reads, derived from an entry's text."""
+    return {
+        "searchable": searchable(kind, prompt, response, deleted),
+        "fold_prompt": "" if deleted else fold(prompt),
+    }
 
 
 def _like_pattern(needle: str) -> str:
     escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _term_sql(term: Term, column: Any) -> Any:
+    """A term in a folded column: a substring (trigram-indexed LIKE); a phrase also as whole
+    words (a regular expression checked on the rows the LIKE found)."""
+    like = column.like(_like_pattern(term.text), escape="\\")
+    if not term.phrase:
+        return like
+    body = re.sub(r"([^\w\s])", r"\\\1", term.text)
+    head = "(^|[^[:alnum:]_])" if term.text[:1].isalnum() or term.text[:1] == "_" else ""
+    tail = "($|[^[:alnum:]_])" if term.text[-1:].isalnum() or term.text[-1:] == "_" else ""
+    return sa.and_(like, column.regexp_match(head + body + tail))
+
+
+def _filters(query: Query) -> list[Any]:
+    where: list[Any] = []
+    if query.kind is not None:
+        where.append(entries.c.kind == query.kind)
+    if query.model is not None:
+        where.append(sa.func.lower(entries.c.model) == query.model)
+    if query.before is not None:
+        where.append(entries.c.day < query.before)
+    if query.after is not None:
+        where.append(entries.c.day > query.after)
+    return where
 
 
 def storable(value: Any) -> Any:
@@ -141,7 +181,7 @@ def _row(entry: dict[str, Any]) -> dict[str, Any]:
     for name, value in defaults.items():
         if name in row and row[name] is None and value is not None:
             row[name] = value
-    row["searchable"] = searchable(row["kind"], row["prompt"], row["response"], row["deleted"])
+    row.update(search_columns(row["kind"], row["prompt"], row["response"], row["deleted"]))
     return row
 
 
@@ -156,21 +196,82 @@ def _entry(row: Any) -> Entry:
     return Entry.from_dict(_raw(row))
 
 
+def _all_rows(query: Any, conn: Connection) -> list[Any]:
+    return list(conn.execute(query).mappings().all())
+
+
+def _scalar(query: Any, conn: Connection) -> Any:
+    return conn.execute(query).scalar()
+
+
 def _public_error(error: Exception) -> str:
     """The kind of a database failure, for the log, without the connection string."""
     original = getattr(error, "orig", None)
     return type(original or error).__name__
 
 
-@dataclass
-class ImportResult:
-    """What one batch of :meth:`SQLChatLog.import_entries` did."""
+class _TierSearch:
+    """Fills a page of hits from score tiers, best tier first, each newest first.
 
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    conflicts: list[str] = field(default_factory=list)
-    orphaned_images: list[str] = field(default_factory=list)  # replaced or deleted by the copy
+    A tier is read from the newest rows down the primary key in growing windows (a term common
+    enough to fill the page is found there at once, however common its trigrams, which would
+    make an index plan read nearly every row), and as soon as a window holds no hit, from the
+    older rows through the trigram indexes (where a rare term is found at once).
+    """
+
+    def __init__(self, conn: Connection, limit: int) -> None:
+        self.conn = conn
+        self.limit = limit
+        self.found: list[Entry] = []
+        self._edges: dict[int, tuple[str, int] | None] = {}
+        # Each search's own plan: a generic one cannot see how common a LIKE pattern is.
+        conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+    def _edge(self, offset: int) -> tuple[str, int] | None:
+        """The position of the row `offset` rows below the newest (None: there are fewer)."""
+        if offset not in self._edges:
+            row = self.conn.execute(
+                sa.select(entries.c.day, entries.c.idx)
+                .order_by(entries.c.day.desc(), entries.c.idx.desc())
+                .offset(offset)
+                .limit(1)
+            ).first()
+            self._edges[offset] = (row[0], row[1]) if row is not None else None
+        return self._edges[offset]
+
+    def _read(self, where: list[Any], *, bitmaps: bool) -> int:
+        self.conn.execute(sa.text(f"SET LOCAL enable_bitmapscan = {'on' if bitmaps else 'off'}"))
+        rows = self.conn.execute(
+            entries.select()
+            .where(*where)
+            .order_by(entries.c.day.desc(), entries.c.idx.desc())
+            .limit(self.limit - len(self.found))
+        ).mappings()
+        before = len(self.found)
+        self.found += [_entry(r) for r in rows]
+        return len(self.found) - before
+
+    def _tier(self, where: list[Any]) -> None:
+        upper: tuple[str, int] | None = None  # the window's top (exclusive); None: the newest
+        for offset in SEARCH_WINDOWS:
+            lower = self._edge(offset)
+            bounds = [position < upper] if upper is not None else []
+            if lower is None:  # the window reaches the oldest row: the tier is complete
+                self._read([*where, *bounds], bitmaps=False)
+                return
+            hits = self._read([*where, *bounds, position >= lower], bitmaps=False)
+            upper = lower
+            if len(self.found) >= self.limit or hits == 0:
+                break
+        if len(self.found) < self.limit and upper is not None:
+            self._read([*where, position < upper], bitmaps=True)
+
+    def run(self, tiers: list[list[Any]]) -> list[Entry]:
+        for where in tiers:
+            self._tier(where)
+            if len(self.found) >= self.limit:
+                break
+        return self.found
 
 
 class SQLChatLog(StoreBase):
@@ -345,7 +446,8 @@ class SQLChatLog(StoreBase):
             if stored["deleted"] or stored["status"] != "pending":
                 return Entry.from_dict(stored)  # a late outcome never overwrites a result
             merged = {**stored, **changes}
-            values = {k: v for k, v in _row(merged).items() if k in changes or k == "searchable"}
+            derived = ("searchable", "fold_prompt")
+            values = {k: v for k, v in _row(merged).items() if k in changes or k in derived}
             conn.execute(
                 entries.update()
                 .where(entries.c.day == entry.date, entries.c.idx == entry.index)
@@ -364,7 +466,7 @@ class SQLChatLog(StoreBase):
             if row is None or row["deleted"]:
                 return None
             stored = _raw(row)
-            tomb = {**self._tombstone(stored), "searchable": ""}
+            tomb = {**self._tombstone(stored), "searchable": "", "fold_prompt": ""}
             conn.execute(entries.update().where(entries.c.day == date, entries.c.idx == index).values(tomb))
             # Lock the ancestors while walking up (always child before parent, as every write
             # here does): a concurrent delete further up the chain is then seen, not missed.
@@ -494,12 +596,17 @@ class SQLChatLog(StoreBase):
         rows = self._select(*where, newest_first=False, limit=10_000)
         return [_entry(r) for r in rows] or [entry]
 
-    def search(self, query: str, limit: int = 100) -> list[Entry]:
-        needle = query.casefold().strip()
-        if not needle:
-            return []
-        where = [entries.c.searchable.like(_like_pattern(needle), escape="\\")]
-        return [_entry(r) for r in self._select(*where, limit=limit)]
+    def _search(self, query: Query, limit: int) -> list[Entry]:
+        """One score tier at a time, best first, each newest first with what is left of `limit`,
+        never sorting every match (see :class:`_TierSearch`)."""
+        where = [sa.not_(entries.c.deleted), *_filters(query)]
+        anywhere = [_term_sql(t, entries.c.searchable) for t in query.terms]
+        in_prompt = [_term_sql(t, entries.c.fold_prompt) for t in query.terms]
+        score = sum((sa.case((hit, 1), else_=0) for hit in in_prompt), sa.literal(0))
+        tiers = [[*where, *in_prompt]]  # every term in the prompt (so in the text too)
+        for tier in range(len(in_prompt) - 1, -1, -1):  # the OR lets the prompt's index narrow it
+            tiers.append([*where, *anywhere, score == tier, *([sa.or_(*in_prompt)] if tier else [])])
+        return self._tx(lambda conn: _TierSearch(conn, limit).run(tiers))
 
     def pending(self) -> list[Entry]:
         """Entries still waiting for their answer, oldest first (a partial index finds them)."""
@@ -551,13 +658,39 @@ class SQLChatLog(StoreBase):
             added, skipped = added + a, skipped + s
         return added, skipped
 
-    def import_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
+    def copy_days(self) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
+        """Every date, oldest first, with its raw entries (tombstones too) and next index."""
+        for day in self.dates():
+            rows, after = [], -1
+            for _ in range(MAX_INDEX // BATCH + 1):  # a batch at a time, by index
+                query = (
+                    entries.select()
+                    .where(entries.c.day == day, entries.c.idx > after)
+                    .order_by(entries.c.idx)
+                    .limit(BATCH)
+                )
+                batch: list[Any] = self._tx(partial(_all_rows, query))
+                rows += [_raw(r) for r in batch]
+                if len(batch) < BATCH:
+                    break
+                after = batch[-1]["idx"]
+            counter = sa.select(days_table.c.next_idx).where(days_table.c.day == day)
+            next_index: int = self._tx(partial(_scalar, counter)) or 0
+            yield day, rows, max(next_index, rows[-1]["index"] + 1 if rows else 0)
+
+    def restore_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
+        """Put entries at their permalinks, leaving whatever is there already alone."""
+        return self.import_entries(batch, next_index, overwrite=False)
+
+    def import_entries(
+        self, batch: list[dict[str, Any]], next_index: dict[str, int], *, overwrite: bool = True
+    ) -> ImportResult:
         """Copy entries (tombstones included) keeping their permalinks; for migrate-history.
 
         An entry not here yet is added. One already here (same permalink, same id) is brought up
-        to date from the copy: an answer that was pending, a delete made since the last run. A
-        deleted entry is never brought back. A different entry at the same permalink is a
-        conflict and is left alone. `next_index` raises each day's counter, so new entries
+        to date from the copy (unless `overwrite` is false): an answer that was pending, a delete
+        made since the last run. A deleted entry is never brought back. A different entry at the
+        same permalink is a conflict and is left alone. `next_index` raises each day's counter, so new entries
         never reuse a copied index.
         """
 
@@ -595,7 +728,7 @@ class SQLChatLog(StoreBase):
                     continue
                 if there["id"] != row["id"]:
                     result.conflicts.append(f"/chatlog/{key[0]}/{key[1]}")
-                elif there["deleted"] or all(there[c] == v for c, v in row.items()):
+                elif not overwrite or there["deleted"] or all(there[c] == v for c, v in row.items()):
                     result.unchanged += 1
                 else:
                     conn.execute(entries.update().where(position == key).values(row))

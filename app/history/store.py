@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from . import branches
 from .claims import StreamClaims
 from .model import KINDS, Day, Entry, Page, Permalink, group_days
+from .query import Query, parse_query
 from .seed import ImageFileFor, seed_row
 
 Clock = Callable[[], datetime]
 MAX_CHAIN = 10_000  # bound on walking a conversation's parent links (a hand-edited file may loop)
+
+
+@dataclass
+class ImportResult:
+    """What one batch of entries put at their permalinks did (copy, migration, restore)."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    orphaned_images: list[str] = field(default_factory=list)  # replaced or deleted by the copy
 
 
 class HistoryStore(Protocol):
@@ -112,7 +125,10 @@ class HistoryStore(Protocol):
         below it."""
         ...
 
-    def search(self, query: str, limit: int = 100) -> list[Entry]: ...
+    def search(self, query: str | Query, limit: int = 100) -> list[Entry]:
+        """Entries matching a search (text, or parsed by :func:`parse_query`), best first:
+        more terms in the prompt, then newer. Raises QueryError for a malformed filter."""
+        ...
 
     def pending(self) -> list[Entry]:
         """Every entry still waiting for its answer (for the reaper of interrupted answers)."""
@@ -134,6 +150,18 @@ class HistoryStore(Protocol):
     def iter_full(self) -> Iterator[dict[str, Any]]: ...
 
     def export_full(self) -> list[dict[str, Any]]: ...
+
+    # -- copies (backup and restore)
+    def copy_days(self) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
+        """Every date, oldest first, with all its raw entries (tombstones included) and the next
+        index it would hand out; one day in memory at a time."""
+        ...
+
+    def restore_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
+        """Put entries (tombstones included) at their own permalinks. An entry already there (same
+        id) is left as it is, a different entry there is a conflict and is left alone, so doing
+        it twice adds nothing. `next_index` raises each day's counter: no index is reused."""
+        ...
 
     # -- operations
     def quarantined(self) -> list[str]:
@@ -294,6 +322,13 @@ class StoreBase:
                 break
             picked.append(raw)
         return group_days(picked)
+
+    def search(self, query: str | Query, limit: int = 100) -> list[Entry]:
+        parsed = parse_query(query) if isinstance(query, str) else query
+        return [] if parsed.empty else self._search(parsed, limit)
+
+    def _search(self, query: Query, limit: int) -> list[Entry]:
+        raise NotImplementedError
 
     def today(self) -> str:
         """Today's date by the store's clock (the server's local date)."""

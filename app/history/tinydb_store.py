@@ -25,7 +25,7 @@ import re
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .claims import FileClaims
 from .days import (
     MAX_GENERATIONS,
     META,
+    TABLE,
     Coverage,
     DayPaths,
     DayState,
@@ -45,9 +46,10 @@ from .days import (
 )
 from .journal import HistoryLock, JournalFile, decode_record, encode_record, read_journal
 from .model import Entry, HistoryCorrupt, Page, Permalink, group_days, is_date
-from .search import DayIndex, day_words, query_words, searchable
+from .query import Query, searchable_fields
+from .search import DayIndex, index_body
 from .seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
-from .store import StoreBase
+from .store import ImportResult, StoreBase
 
 log = logging.getLogger("app.history")
 
@@ -473,14 +475,17 @@ class ChatLog(StoreBase):
     ) -> None:
         live = [raw for raw in rows if not raw.get("deleted")]
         pending = [raw["index"] for raw in live if raw.get("status") == "pending"]
-        index = DayIndex(list(key), gen, day_words(live), pending)
+        words, pairs = index_body(live)
+        index = DayIndex(list(key), gen, b"\n" + words, pending, b"\n" + pairs)
         index.write(self.paths.index(date))
         self._indexes[date] = (key, index)
 
     def _ensure_index(self, date: str) -> None:
         """Write the search index of a day document that has none (documents from before
-        indexes, or whose index was lost)."""
-        if self._index_of(date) is not None:
+        indexes, or whose index was lost, or of an older version). Only the index's first line
+        is read to tell: its words are for searches to read."""
+        key = doc_key(self.paths.doc(date))
+        if key is not None and DayIndex.describes(self.paths.index(date), key):
             return
         state = self._day(date)
         if state.key is not None and not state.journaled:
@@ -504,7 +509,7 @@ class ChatLog(StoreBase):
         so a new or upgraded DATA_DIR needs no step by hand."""
         today = self.today()
         for date in self.dates():
-            if self._day(date).journaled and (startup or date != today):
+            if self._needs_fold(date) and (startup or date != today):
                 self.checkpoint(date, wait=False)
             elif self._index_of(date) is None and self.checkpoint_lock.try_acquire():
                 # Not while another process folds or indexes: it is doing this work already.
@@ -512,6 +517,15 @@ class ChatLog(StoreBase):
                     self._ensure_index(date)
                 finally:
                     self.checkpoint_lock.release()
+
+    def _needs_fold(self, date: str) -> bool:
+        """True when the day has journal records its document does not hold: seen from the
+        document's head and a journal's size, without reading the day (a fresh server's upkeep
+        would otherwise parse the whole history while its first requests wait for the CPU)."""
+        coverage = Coverage.peek(self.paths.doc(date))
+        if coverage is None:  # a document from before journals, or none: read it
+            return self._day(date).journaled
+        return self._has_journal(date, coverage.gen)
 
     # -- damage ----------------------------------------------------------------------------------
 
@@ -642,44 +656,100 @@ class ChatLog(StoreBase):
         ]
         return turns or [entry]
 
-    def _folded_day(self, date: str) -> tuple[list[dict[str, Any]], str]:
-        """A day's entries and their searchable text joined into one string (kept with the day's
-        state until it changes): one substring scan rules a whole day in or out."""
+    def _folded_day(self, date: str) -> dict[int, tuple[dict[str, Any], str, str]]:
+        """A day's live entries by index with their folded prompt and answer (kept with the
+        day's state until it changes), for the text the word index cannot decide."""
         state = self._day(date)
         with state.lock:
             rows, version = state.rows(), state.version
             if state.folded is None or state.folded[0] != version:
-                state.folded = (version, "\x01".join(searchable(raw) for raw in rows))
-            return rows, state.folded[1]
+                live = [raw for raw in rows if not raw.get("deleted")]
+                state.folded = (version, {raw["index"]: (raw, *searchable_fields(raw)) for raw in live})
+            return state.folded[1]
 
-    def _may_hold(self, date: str, words: list[bytes]) -> bool:
-        """False when the day's index proves it cannot hold the query's words."""
-        if not words:
-            return True
+    def _day_hits(self, date: str, query: Query) -> dict[int, int]:
+        """The day's matching entries (index → score): from its word index when that is up to
+        date, checking only what the index cannot decide against the text; else from the text."""
         index = self._index_of(date)
-        if index is None or self._has_journal(date, index.gen):
-            return True  # no index yet, or writes since it: read the day
-        return index.may_contain(words)
+        candidates: Iterable[int] | None = None
+        if index is not None and not self._has_journal(date, index.gen):
+            ranked, exact = index.rank(query)
+            if exact or not ranked:
+                return ranked
+            candidates = ranked
+        folded = self._folded_day(date)
+        hits = {}
+        for number in folded if candidates is None else candidates:
+            if number not in folded:
+                continue
+            raw, prompt, answer = folded[number]
+            if query.filters_ok(raw) and (score := query.score(prompt, answer)) is not None:
+                hits[number] = score
+        return hits
 
-    def search(self, query: str, limit: int = 100) -> list[Entry]:
-        """Entries whose prompt or answer contains `query` (case-insensitive), newest first."""
-        needle = query.casefold().strip()
-        if not needle:
-            return []
-        words = query_words(needle)
-        found: list[Entry] = []
+    def _search(self, query: Query, limit: int) -> list[Entry]:
+        """Days newest first, until `limit` entries with every term in the prompt are found (no
+        older entry can rank above them); then the best `limit` by score, date and index."""
+        top = len(query.terms)
+        hits: list[tuple[int, str, int]] = []
+        best = 0
         for date in reversed(self.dates()):
-            if not self._may_hold(date, words):
+            if not query.date_ok(date):
                 continue
-            rows, text = self._folded_day(date)
-            if needle not in text:
-                continue
-            for raw in reversed(rows):
-                if needle in searchable(raw):
-                    found.append(Entry.from_dict(raw))
-                    if len(found) >= limit:
-                        return found
-        return found
+            for number, score in self._day_hits(date, query).items():
+                hits.append((score, date, number))
+                best += score == top
+            if best >= limit:
+                break
+        hits.sort(reverse=True)
+        wanted: dict[str, list[int]] = {}
+        for _, date, number in hits[:limit]:
+            wanted.setdefault(date, []).append(number)
+        found = {date: self._entries_at(date, numbers) for date, numbers in wanted.items()}
+        return [Entry.from_dict(found[date][n]) for _, date, n in hits[:limit] if n in found[date]]
+
+    def _entries_at(self, date: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
+        """Some raw entries of a day. A day this process has not read yet, whose document holds
+        everything (a current index, no journal since), gives just those entries, decoded from
+        their place in the document: a search's hits spread over many days cost no full parse."""
+        with self._states_lock:
+            loaded = date in self._states
+        index = None if loaded else self._index_of(date)
+        if index is not None and not self._has_journal(date, index.gen):
+            picked = self._decode_entries(date, numbers)
+            if picked is not None:
+                return picked
+        entries = self._day(date).entries
+        return {n: entries[n] for n in numbers if n in entries and not entries[n].get("deleted")}
+
+    def _decode_entries(self, date: str, numbers: list[int]) -> dict[int, dict[str, Any]] | None:
+        """The live entries `numbers` decoded from the day document alone; None when the
+        document does not hold them where a folded document keeps them (read the day instead)."""
+        try:
+            data = self.paths.doc(date).read_bytes()
+        except FileNotFoundError:
+            return None
+        decoder = json.JSONDecoder()
+        start = data.find(b'"%s":{' % TABLE.encode())
+        picked: dict[int, dict[str, Any]] = {}
+        for number in numbers:
+            # Keys are the indexes + 1 and each entry starts with its id; inside a JSON string
+            # these quotes would be escaped, so the first unescaped match is the entry itself.
+            # Only its bytes are decoded: up to the next entry's key.
+            at = data.find(b'"%d":{"id":' % (number + 1), start) if start >= 0 else -1
+            if at < 0:
+                return None
+            brace = data.index(b"{", at)
+            end = data.find(b'"%d":{"id":' % (number + 2), brace)
+            try:
+                raw, _ = decoder.raw_decode(data[brace : end if end > 0 else len(data)].decode("utf-8"))
+            except ValueError:
+                return None
+            if not isinstance(raw, dict) or raw.get("index") != number:
+                return None
+            if not raw.get("deleted"):
+                picked[number] = raw
+        return picked
 
     def pending(self) -> list[Entry]:
         """Every entry still waiting for its answer; days whose index lists none are not read."""
@@ -767,6 +837,57 @@ class ChatLog(StoreBase):
         next_index = max(raw["index"] for raw in rows) + 1 if rows else reserved
         self._forget(date)  # one day in memory at a time
         return rows, next_index
+
+    def copy_days(self) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
+        """Every date, oldest first, with its raw entries (tombstones too) and next index; days
+        lost to damage come with no entries, only the indexes they may have used."""
+        lost = self.lost_days()
+        for date in sorted(set(self.dates()) | set(lost)):
+            if date in lost:
+                yield date, [], lost[date]
+            else:
+                yield (date, *self.day_for_copy(date))
+
+    def restore_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
+        """Put entries at their permalinks through the journal, leaving what is there alone (see
+        HistoryStore.restore_entries); each date is one append, synced, then folded."""
+        result = ImportResult()
+        by_date: dict[str, list[dict[str, Any]]] = {}
+        for raw in batch:
+            by_date.setdefault(raw["date"], []).append(raw)
+        synced: list[tuple[JournalFile, int]] = []
+        with self.lock:
+            for date in sorted(set(by_date) | set(next_index)):
+                rows = by_date.get(date, [])
+                records = self._restore_records(date, rows, result)
+                if records:
+                    journal, ticket, _ = self._append(date, records)
+                    synced.append((journal, ticket))
+                highest = max((raw["index"] for raw in rows), default=-1)
+                self._advance_sequence(date, max(next_index.get(date, 0), highest + 1))
+        for journal, ticket in synced:
+            journal.sync(ticket)
+        for date in by_date:
+            self.checkpoint(date)
+        return result
+
+    def _restore_records(
+        self, date: str, rows: list[dict[str, Any]], result: ImportResult
+    ) -> list[dict[str, Any]]:
+        """The journal records that add those of `rows` not yet there (under the lock)."""
+        stored = dict(self._day(date).entries)
+        records: list[dict[str, Any]] = []
+        for raw in rows:
+            there = stored.get(raw["index"])
+            if there is None:
+                records.append({"put": raw})
+                stored[raw["index"]] = raw  # the same permalink twice in one batch: added once
+                result.added += 1
+            elif there.get("id") == raw["id"]:
+                result.unchanged += 1
+            else:
+                result.conflicts.append(Permalink(date, raw["index"]).url)
+        return records
 
     def lost_days(self) -> dict[str, int]:
         """Days whose document was lost to damage, with the indexes they may have used."""
