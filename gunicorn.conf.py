@@ -80,6 +80,13 @@ def on_starting(server):
             raise RuntimeError(message.replace(f"HOST={host}", f"The bind address {address}", 1))
 
 
+def post_worker_init(worker):
+    """Before the worker serves: templates, catalogues and search indexes loaded (see warm_up)."""
+    from app.serving import warm_up
+
+    warm_up(worker.wsgi)
+
+
 def worker_exit(server, worker):
     """On shutdown, let answers still streaming into the history finish before the worker ends."""
     app = getattr(worker, "wsgi", None)

@@ -6,8 +6,9 @@ before any server (or gunicorn worker) starts, so a typo never turns into a trac
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .config import ConfigError, Settings, check_startup, load_settings
 
@@ -43,3 +44,21 @@ def banner(settings: Settings) -> str:
         else f"upstream {settings.openai_base_url or 'api.openai.com'}"
     )
     return f"Serving on http://{bind_address(settings)} — {mode}, data in {settings.data_dir}"
+
+
+WARM_QUERY = "warm-up probe"  # a search that reads every day's index and matches nothing
+
+
+def warm_up(app: Any) -> None:
+    """Before a gunicorn worker takes its first request: compile the page templates, load both
+    languages' catalogues and read the history's search indexes, by asking the app itself for
+    its main page and a search in each language. The first visitor (and the first search of a
+    freshly started server) then pays for none of it. Never stops the worker from starting."""
+    try:
+        client = app.test_client()
+        for language in ("en", "de"):
+            client.get("/", headers={"Accept-Language": language})
+            client.get("/chatlog", query_string={"q": WARM_QUERY}, headers={"Accept-Language": language})
+            client.get("/chatlog", query_string={"q": WARM_QUERY}, headers={"HX-Request": "true"})
+    except Exception:  # a warm-up failure only costs the first request its speed
+        logging.getLogger("app.serving").warning("Warming up the worker failed", exc_info=True)

@@ -152,3 +152,27 @@ def test_gunicorn_config_takes_port_and_a_relative_data_dir_from_dotenv(tmp_path
     assert health.json() == {"status": "ok", "demo": True}
     assert banner_lines(server.output())[0].endswith(f", data in {data_dir}")
     assert (data_dir / "secret_key").is_file()
+
+
+def test_warm_up_compiles_the_pages_and_reads_the_search_indexes_before_the_first_request(
+    make_app, data_dir, monkeypatch
+):
+    from app.history import ChatLog
+    from app.serving import warm_up
+
+    store = ChatLog(data_dir)
+    store.finish(store.begin("code", "an older prompt", "m"), "an older answer")
+    store.checkpoint(store.today())
+    app = make_app()
+    loaded: list[str] = []
+    real_get_template = app.jinja_env.get_template
+    monkeypatch.setattr(
+        app.jinja_env,
+        "get_template",
+        lambda name, *a, **k: (loaded.append(name), real_get_template(name, *a, **k))[1],
+    )
+
+    warm_up(app)
+
+    assert {"index.html", "chatlog.html", "partials/_search_results.html"} <= set(loaded)
+    assert app.extensions["chatlog"]._indexes, "the day indexes were read"
