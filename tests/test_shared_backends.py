@@ -334,7 +334,8 @@ def test_an_entry_written_through_a_is_read_searched_and_exported_through_b(pair
     assert rows == [{"prompt": prompt, "response": written["code"]}]
     found = client.get(b.url + "/chatlog", params={"q": marker}, headers={"Accept": "text/html"}, timeout=10)
     assert found.status_code == 200
-    assert f'href="{written["entry"]}"' in found.text
+    # A hit links to its entry's page, at the match.
+    assert f'href="{written["entry"]}?hl={marker}#match"' in found.text
 
 
 # -- 2. concurrent appends through both servers ------------------------------------------------------------

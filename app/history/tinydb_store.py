@@ -774,13 +774,12 @@ class ChatLog(StoreBase):
         return sum(1 for _ in self.iter_entries())
 
     def close(self) -> None:
-        """Close the journals and lock files this process holds open (the store stays usable:
-        they are opened again when needed)."""
-        with self.lock:
-            for handles in self._journals.values():
-                for journal in handles.values():
-                    journal.close()
-            self._journals.clear()
+        """Close the journals and lock files this process holds open, once the store is no
+        longer used (it is not locked for it: a later write would open them again)."""
+        for handles in self._journals.values():
+            for journal in handles.values():
+                journal.close()
+        self._journals.clear()
         self.lock.close()
         self.checkpoint_lock.close()
 
