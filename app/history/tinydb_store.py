@@ -775,12 +775,14 @@ class ChatLog(StoreBase):
 
     def close(self) -> None:
         """Close the journals and lock files this process holds open (the store stays usable:
-        they are opened again when needed)."""
-        with self.lock:
-            for handles in self._journals.values():
-                for journal in handles.values():
-                    journal.close()
-            self._journals.clear()
+        they are opened again when needed). A store that never wrote holds no journal, so it
+        needs no lock either: its folder may be gone (a broken DATA_DIR)."""
+        if self._journals:
+            with self.lock:
+                for handles in self._journals.values():
+                    for journal in handles.values():
+                        journal.close()
+                self._journals.clear()
         self.lock.close()
         self.checkpoint_lock.close()
 
