@@ -99,7 +99,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     )
     Compress(app)
     auth.init_app(app)
-    security.init_app(app, settings, image_origin=getattr(images, "origin", lambda: None)())
+    security.init_app(app, settings, image_origin=images.origin())
     cli.init_app(app)
     Maintenance(generator, app).init_app(app)
     if settings.proxy_fix:

@@ -13,11 +13,12 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import image_options, input_images
+from . import image_options
 from .generation import Generator, PromptError, clean_prompt
 from .history import Entry, HistoryUnavailable, Permalink
 from .i18n import N_
 from .image_options import ImageOptions
+from .images import inputs
 
 Field = Callable[[str], object]  # a form or JSON field by name (None when absent)
 
@@ -102,18 +103,18 @@ def read_image(field: Field, upload: object | None) -> bytes | None:
     None without one; PromptError for anything that is not a usable picture."""
     try:
         if upload is not None:
-            data = input_images.from_upload(upload)
-            input_images.check(data)
+            data = inputs.from_upload(upload)
+            inputs.check(data)
             return data
         raw = field("image")
         if raw is None or raw == "":
             return None
         if not isinstance(raw, str):
-            raise input_images.InputImageError(input_images.BAD_DATA_URL)
-        data = input_images.from_data_url(raw)
-        input_images.check(data)
+            raise inputs.InputImageError(inputs.BAD_DATA_URL)
+        data = inputs.from_data_url(raw)
+        inputs.check(data)
         return data
-    except input_images.InputImageError as e:
+    except inputs.InputImageError as e:
         raise PromptError(e.message) from None
 
 
@@ -164,13 +165,13 @@ def store_picture(ask: Ask, generator: Generator) -> str | None:
     """Store the picture that goes with the prompt as the new entry's own; its name or None."""
     if ask.image is not None:
         try:
-            return input_images.store(generator.images, ask.image).name
-        except input_images.InputImageError as e:
+            return inputs.store(generator.images, ask.image).name
+        except inputs.InputImageError as e:
             raise PromptError(e.message) from None
     if ask.picture_from is not None:
         try:
-            return input_images.copy(generator.images, ask.picture_from)
-        except (FileNotFoundError, input_images.InputImageError):
+            return inputs.copy(generator.images, ask.picture_from)
+        except (FileNotFoundError, inputs.InputImageError):
             raise PromptError(SOURCE_GONE, 410) from None
     return None
 

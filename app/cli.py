@@ -129,7 +129,7 @@ def migrate_history(
     from .config import ConfigError, _s3_url, redact_url_password
     from .history import ChatLog
     from .history.sql_store import SQLChatLog
-    from .images import ImageStore
+    from .images import FileImageStore
 
     settings = current_app.config["SETTINGS"]
     source_dir = from_dir or settings.data_dir
@@ -144,7 +144,7 @@ def migrate_history(
     remote = None
     images_url = images_to or settings.image_store_url
     if images_url:
-        from .images_s3 import S3ImageStore
+        from .images.s3 import S3ImageStore
 
         try:
             images_url = _s3_url(images_url)
@@ -184,7 +184,7 @@ def migrate_history(
         click.echo(f"Not copied (damaged, moved aside): {', '.join(quarantined)}.")
 
     if remote is not None:
-        local = ImageStore(source_dir)
+        local = FileImageStore(source_dir)
         names = local.names()
         copied = 0
         with click.progressbar(names, label="Images ", show_pos=True, file=sys.stderr) as bar:

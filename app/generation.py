@@ -23,12 +23,13 @@ from functools import partial
 from typing import TypeVar
 
 from . import context as chat_context
-from . import image_options, input_images
+from . import image_options
 from .config import Settings
 from .history import Entry, HistoryStore, HistoryUnavailable, Permalink
 from .i18n import N_
 from .image_options import ImageOptions
-from .images import BaseImageStore, ImageStoreUnavailable, StoredImage, fetch_image, redact_url
+from .images import ImageStore, ImageStoreUnavailable, StoredImage, inputs
+from .images.names import stored_url
 from .models import ModelCatalog
 from .providers import (
     ConnectionDropped,
@@ -173,7 +174,7 @@ class Generator:
         settings: Settings,
         provider: Provider,
         chatlog: HistoryStore,
-        images: BaseImageStore,
+        images: ImageStore,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -263,7 +264,7 @@ class Generator:
     def _image_data(self, name: str) -> str | None:
         """A stored picture as a data URL; None when it is gone (its turn goes as text)."""
         try:
-            return input_images.data_url(self.images, name)
+            return inputs.data_url(self.images, name)
         except (FileNotFoundError, ValueError):
             return None
 
@@ -600,22 +601,14 @@ class Generator:
     # -- images ------------------------------------------------------------------------------
 
     def _make_image(self, entry: Entry, options: ImageOptions, deadline: float) -> tuple[str, StoredImage]:
-        """Ask for the entry's picture, fetch it if it came as a URL, and store it as the entry's
-        own file; returns the model that made it and the stored image."""
+        """Ask for the entry's picture (the provider hands back its bytes) and store it as the
+        entry's own file; returns the model that made it and the stored image."""
         answer = self._with_retries(lambda timeout: self._image_answer(entry, options, timeout), deadline)
         log.debug(
             "Antwort von OpenAI erhalten: image as %s",
-            "URL" if answer.url else f"{len(answer.data or b'')} bytes",
+            "URL" if answer.url else f"{len(answer.data)} bytes",
         )
-        data = answer.data
-        if answer.url:
-            log.debug("Bild-URL: %s", redact_url(answer.url))
-            data = fetch_image(
-                answer.url,
-                timeout=max(1.0, deadline - time.monotonic()),
-                trusted_upstream=self.settings.openai_base_url,
-            )
-        return answer.model, self.images.save(entry.id, data or b"")
+        return answer.model, self.images.save(entry.id, answer.data)
 
     def _image_answer(self, entry: Entry, options: ImageOptions, timeout: float) -> ImageAnswer:
         """A new picture for `entry`: generated from its prompt, or its input picture edited."""
@@ -684,7 +677,7 @@ class Generator:
             partial(
                 self.chatlog.finish,
                 entry,
-                self.images.url(stored.name),
+                stored_url(stored.name),
                 model=model,
                 image_file=stored.name,
                 options=options.as_dict(),

@@ -14,7 +14,7 @@ from typing import Any
 from .config import Settings
 from .history import HistoryStore
 from .i18n import N_
-from .images import BaseImageStore
+from .images import ImageStore
 
 MAX_IMPORT_ROWS = 200_000  # per file (split a larger history into several files)
 MAX_ERROR_CHARS = 10_000
@@ -63,7 +63,7 @@ def check_limits(data: Any, settings: Settings) -> None:
                     )
 
 
-def unclaimed_images(history: HistoryStore, images: BaseImageStore) -> Callable[[str], str | None]:
+def unclaimed_images(history: HistoryStore, images: ImageStore) -> Callable[[str], str | None]:
     """`image_file_for` for an import: an app image URL maps to its stored file only if no entry
     owns that file (by its `image_file`, or by its id, which names the file of an image still
     being made) and no earlier row of the same import claimed it."""
@@ -84,7 +84,7 @@ def unclaimed_images(history: HistoryStore, images: BaseImageStore) -> Callable[
 
 
 def import_chatlog(
-    text: str, history: HistoryStore, images: BaseImageStore, settings: Settings
+    text: str, history: HistoryStore, images: ImageStore, settings: Settings
 ) -> tuple[int, int]:
     """Import the text of a chatlog.json; returns (added, skipped). ImportFileError/ValueError
     say what is wrong with the file."""

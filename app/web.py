@@ -14,7 +14,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from flask import (
     Blueprint,
@@ -28,18 +29,21 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     stream_with_context,
 )
 from flask_htmx import HTMX
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from . import asks, image_options, input_images
+from . import asks, image_options
 from .generation import DailyCapReached, GenerationFailed, Generator, PromptError
 from .history import Entry, HistoryStore, HistoryUnavailable, Page, Permalink, is_date
 from .history.query import QueryError, parse_query
 from .i18n import N_
-from .images import ImageStoreUnavailable
+from .images import ImageStore, ImageStoreUnavailable, inputs
+from .images.names import IMMUTABLE, original_of
+from .images.store import ImageObject
 from .importing import import_chatlog as import_chatlog_text
 from .rendering import code_blocks
 from .security import limit_retry_after
@@ -94,7 +98,7 @@ def _upload() -> object | None:
 def _picture_room() -> None:
     """Let the body hold an attached picture (20 MB, as base64 in a JSON body) beside the
     prompt; a body without one keeps the app's cap (MAX_CONTENT_LENGTH), or it is a 413."""
-    request.max_content_length = input_images.MAX_REQUEST_BYTES
+    request.max_content_length = inputs.MAX_REQUEST_BYTES
     size = request.content_length
     if size is None:  # a chunked body: read it (within the larger cap) to know its size
         size = len(request.get_data(cache=True))
@@ -656,15 +660,69 @@ def delete_day(date: str):
 
 @bp.get("/images/<name>")
 def image_file(name: str):
-    images = current_app.extensions["images"]
     # Names are unique per entry and never rewritten, so the image is cached for ever.
     with contextlib.suppress(FileNotFoundError, ValueError):
-        return _private_behind_login(images.serve(name))
-    if name.endswith(".thumb.webp"):
+        return _private_behind_login(serve_image(name))
+    if (original := original_of(name)) is not None:
         # Images stored before thumbnails existed: the original stands in for its thumbnail.
         with contextlib.suppress(FileNotFoundError, ValueError):
-            return _private_behind_login(images.serve(name.removesuffix(".thumb.webp") + ".png"))
+            return _private_behind_login(serve_image(original))
     abort(404, description=N_("There is no such image."))
+
+
+def serve_image(name: str, *, download_name: str | None = None) -> Response:
+    """A stored image (cached for ever, revalidated by ETag), or a download of it named
+    `download_name`: a redirect to a presigned URL, a file (with Range), or an object's body.
+    FileNotFoundError/ValueError when there is no such image."""
+    images: ImageStore = current_app.extensions["images"]
+    presigned = images.presigned(name, download_name=download_name)
+    if presigned is not None:
+        # Flask's redirect() builds the app's own Response class; its stub says werkzeug's.
+        response = cast(Response, redirect(presigned.url, 302))
+        # The redirect may be reused only while the URL it points to is still valid.
+        response.headers["Cache-Control"] = f"private, max-age={max(0, presigned.expires_in - 60)}"
+        return response
+    if request.if_none_match and not download_name:
+        head = images.describe(name)
+        if head.etag and request.if_none_match.contains_weak(head.etag):
+            response = Response(status=304)
+            response.set_etag(head.etag)
+            response.headers["Cache-Control"] = IMMUTABLE
+            return response
+    # A HEAD request needs the headers only: no need to start reading the body.
+    image = images.describe(name) if request.method == "HEAD" else images.open(name)
+    if image.path is not None:
+        return _file_response(image.path, image.content_type, download_name)
+    return _body_response(image, download_name)
+
+
+def _file_response(path: Path, content_type: str, download_name: str | None) -> Response:
+    """A stored file; send_file answers conditional and Range requests itself."""
+    if download_name:
+        return send_file(
+            path, mimetype=content_type, as_attachment=True, download_name=download_name, max_age=0
+        )
+    response = send_file(path, mimetype=content_type, max_age=31_536_000, conditional=True)
+    response.headers["Cache-Control"] = IMMUTABLE
+    return response
+
+
+def _body_response(image: ImageObject, download_name: str | None) -> Response:
+    """An object store's image, streamed through as it is read."""
+    response = Response(image.chunks, mimetype=image.content_type, direct_passthrough=True)
+    if image.length is not None:
+        response.content_length = image.length
+    if image.etag:
+        response.set_etag(image.etag)
+    if image.last_modified:
+        response.last_modified = image.last_modified
+    if download_name:
+        response.headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+        response.headers["Cache-Control"] = "no-cache"
+    else:
+        response.headers["Cache-Control"] = IMMUTABLE
+    response.call_on_close(image.close)
+    return response
 
 
 def _private_behind_login(response: Response) -> Response:
@@ -689,9 +747,7 @@ def download_image(date: str, index: int):
     if entry.kind != "image" or not entry.image_file:
         abort(404, description="This entry has no image (any more).")
     try:
-        return current_app.extensions["images"].serve(
-            entry.image_file, download_name=download_name(entry.prompt, "png")
-        )
+        return serve_image(entry.image_file, download_name=download_name(entry.prompt, "png"))
     except (FileNotFoundError, ValueError):
         abort(404, description="This entry has no image (any more).")
 

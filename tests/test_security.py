@@ -1192,7 +1192,7 @@ def test_ansi_escapes_in_an_upstream_error_are_escaped_in_the_log(make_app, upst
 
 def test_name_and_date_patterns_refuse_a_trailing_newline():
     from app.history import parse_cursor
-    from app.images import NAME_RE
+    from app.images.names import NAME_RE
 
     assert NAME_RE.match("0" * 32 + ".png\n") is None
     assert parse_cursor("2024-01-01\n/3") is None

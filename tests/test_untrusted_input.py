@@ -11,7 +11,7 @@ import os
 import pytest
 from PIL import Image
 
-from app.images import MAX_DOWNLOAD_BYTES
+from app.images.fetch import MAX_DOWNLOAD_BYTES
 from app.rendering import render_markdown
 
 from .conftest import HX, TEST_KEY, htmx_generate_code

@@ -28,7 +28,7 @@ from typing import Any
 from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipFile, ZipInfo
 
 from ..history import Entry, HistoryStore, Permalink
-from ..images import BaseImageStore
+from ..images import ImageStore
 
 FORMAT = "flask-chat-backup"
 FORMAT_VERSION = 1
@@ -81,7 +81,7 @@ class Counts:
 class BackupWriter:
     """Streams the ZIP of one store and image store (see the module docstring)."""
 
-    def __init__(self, store: HistoryStore, images: BaseImageStore, turn: Render, app_version: str) -> None:
+    def __init__(self, store: HistoryStore, images: ImageStore, turn: Render, app_version: str) -> None:
         self.store = store
         self.images = images
         self.turn = turn
