@@ -76,17 +76,13 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
 
     from flask_compress import Compress
 
-    from . import assets, auth, cli, hosts, i18n, pwa, security, web
-    from .backup import views as backup_views
+    from . import assets, auth, cli, hosts, i18n, security, views
     from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
 
     hosts.init_app(app, settings)  # first: a request for a foreign host name gets no further
     i18n.init_app(app, ROOT)
     HistoryRows().init_app(app)
-    web.htmx.init_app(app)
-    app.register_blueprint(web.bp)
-    app.register_blueprint(pwa.bp)
-    app.register_blueprint(backup_views.bp)
+    views.init_app(app)
     assets.init_app(app)
     # brotli/gzip for pages, fragments, JSON and static files (which Flask streams from disk).
     # Event streams are never compressed, so tokens are never held back in a compressor:

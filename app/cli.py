@@ -19,7 +19,7 @@ from flask.cli import with_appcontext
 @with_appcontext
 def import_chatlog(file) -> None:
     """Import a chatlog.json in the seed's format; entries already present are skipped."""
-    from .importing import import_chatlog as import_text
+    from .services.importing import import_chatlog as import_text
 
     try:
         text = file.read()

@@ -58,6 +58,7 @@ RUN_KEPT = 60.0  # seconds a finished run's events stay to be replayed
 
 
 INTERRUPTED = N_("The answer was interrupted before it finished. Use Retry to ask again.")
+HISTORY_DOWN = N_("The history database cannot be reached right now. Please try again in a moment.")
 
 
 def _age(entry: Entry) -> float:
@@ -93,6 +94,8 @@ class ImageNotStored(UpstreamError):
 
 class DailyCapReached(Exception):
     """DAILY_REQUEST_CAP generations were made today; `message` says so (HTTP 429)."""
+
+    status = 429
 
     def __init__(self, cap: int) -> None:
         self.message = (
@@ -354,9 +357,13 @@ class Generator:
         log_finished(finished, started)
         return finished
 
-    def request_stop(self, entry: Entry) -> None:
-        """Ask the (possibly other) process streaming `entry` to stop; it checks between chunks."""
+    def request_stop(self, entry: Entry) -> bool:
+        """Ask the (possibly other) process streaming `entry` to stop, if it is still being
+        answered (it checks between chunks); whether it was."""
+        if entry.status != "pending":
+            return False
         self.chatlog.claims.request_stop(entry.id)
+        return True
 
     def claim(self, entry: Entry) -> str:
         """Who streams the pending `entry`: "mine" (the caller, exactly once across processes),
@@ -435,7 +442,16 @@ class Generator:
         """The answer of `entry` for one listener: its `token` events from the first on, then
         exactly one `final` event. The first to ask starts the answer (unless its POST already
         did); everyone else follows it, so a reconnecting browser never asks the upstream twice.
-        A stream claimed by another process is waited for and ends with its outcome alone."""
+        A stream claimed by another process is waited for and ends with its outcome alone.
+
+        When the history database goes away meanwhile, the `final` event says so in place of
+        the answer (the listener's stream has begun: it cannot become an error response)."""
+        try:
+            yield from self._follow(entry)
+        except HistoryUnavailable:
+            yield StreamEvent("final", entry=replace(entry, status="failed", error=HISTORY_DOWN))
+
+    def _follow(self, entry: Entry) -> Iterator[StreamEvent]:
         with self._workers_lock:
             run = self._runs.get(entry.id)
         if run is not None and not run.worth_following():

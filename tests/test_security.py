@@ -807,7 +807,7 @@ def test_password_is_written_to_no_file_under_data_dir(secret_tour, data_dir):
     assert [p for p in files if KEY_SHAPED_PASSWORD.encode() in p.read_bytes()] == []
 
 
-@pytest.mark.parametrize("name", ["app", "app.web", "app.generation", "app.history", "app.auth", "openai"])
+@pytest.mark.parametrize("name", ["app", "app.images", "app.generation", "app.history", "app.auth", "openai"])
 def test_key_shaped_string_logged_by_any_app_logger_is_redacted(demo_app, data_dir, name):
     logging.getLogger(name).error("leaked sk-live-abcdefghijklmnop1234 here")
 

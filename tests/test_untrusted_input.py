@@ -206,7 +206,7 @@ def test_cli_import_of_a_deeply_nested_file_fails_with_a_message(demo_app, tmp_p
 
 
 def test_import_with_too_many_rows_names_the_limit(demo_app, monkeypatch):
-    monkeypatch.setattr("app.importing.MAX_IMPORT_ROWS", 5)
+    monkeypatch.setattr("app.services.importing.MAX_IMPORT_ROWS", 5)
     rows = [{"prompt": f"p{n}", "response": "r"} for n in range(6)]
 
     response = upload(demo_app.test_client(), json.dumps({"2024-01-01": rows}).encode())

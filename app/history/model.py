@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..images.names import stored_url, thumb_name
+from ..images.names import stored_url
 
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 KINDS = ("code", "image")
@@ -128,21 +128,9 @@ class Entry:
         return stored_url(self.input_image) if self.input_image else None
 
     @property
-    def input_thumb_url(self) -> str | None:
-        """The thumbnail of the picture sent with the prompt, or None."""
-        return stored_url(thumb_name(self.input_image)) if self.input_image else None
-
-    @property
     def image_url(self) -> str | None:
         """The same-origin URL of this entry's image, or None when it has none (any more)."""
         return self.response if self.kind == "image" and self.image_file else None
-
-    @property
-    def thumb_url(self) -> str | None:
-        """The thumbnail's URL (images stored before thumbnails existed have none)."""
-        if not self.image_url or not self.image_file:
-            return None
-        return stored_url(thumb_name(self.image_file))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:

@@ -11,10 +11,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .config import Settings
-from .history import HistoryStore
-from .i18n import N_
-from .images import ImageStore
+from ..config import Settings
+from ..history import HistoryStore
+from ..i18n import N_
+from ..images import ImageStore
 
 MAX_IMPORT_ROWS = 200_000  # per file (split a larger history into several files)
 MAX_ERROR_CHARS = 10_000

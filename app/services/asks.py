@@ -4,21 +4,24 @@ goes with the prompt (an attached `image`, an image entry's picture as `source`,
 picture of the turn it replaces).
 
 Every check happens here, so a request that cannot be answered stores nothing and asks no
-upstream; `run` then stores the picture once and hands the request to the Generator.
+upstream; `answer` then checks the daily cap, stores the picture once and hands the request to
+the Generator. `regenerate` asks a turn again unchanged; `form_mode` and `next_form` say what
+the prompt form continues from.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from . import image_options
-from .generation import Generator, PromptError, clean_prompt
-from .history import Entry, HistoryUnavailable, Permalink
-from .i18n import N_
-from .image_options import ImageOptions
-from .images import inputs
+from .. import image_options
+from ..generation import GenerationFailed, Generator, PromptError, clean_prompt
+from ..history import Entry, HistoryUnavailable, Permalink
+from ..i18n import N_
+from ..image_options import ImageOptions
+from ..images import inputs
 
 Field = Callable[[str], object]  # a form or JSON field by name (None when absent)
 
@@ -198,3 +201,50 @@ def run(ask: Ask, generator: Generator, *, stream: bool = False) -> Entry:
             with contextlib.suppress(Exception):
                 generator.images.delete(picture)
         raise
+
+
+def answer(ask: Ask, generator: Generator, *, stream: bool = False) -> Entry:
+    """Answer a checked request within DAILY_REQUEST_CAP (DailyCapReached past it): a code
+    answer started in the background (`stream`) or answered here, or an image made or edited.
+    GenerationFailed (the entry is stored, failed) as from the Generator."""
+    generator.check_daily_cap()
+    return run(ask, generator, stream=stream)
+
+
+def regenerate(entry: Entry, generator: Generator) -> Entry:
+    """Another version of a turn, asked again unchanged (its prompt, picture and image options):
+    the new entry, streamed (pending) for code, or failed when the upstream failed."""
+    fields: dict[str, object] = {"prompt": entry.prompt, "replaces": entry.permalink}
+    if entry.kind == "image":
+        fields.update(entry.options)
+    ask = read_ask(entry.kind, fields.get, None, generator)
+    try:
+        return answer(ask, generator, stream=entry.kind == "code")
+    except GenerationFailed as failed:
+        return failed.entry
+
+
+def next_form(ask: Ask, entry: Entry) -> dict[str, Any] | None:
+    """What the prompt form continues with after `entry` (None: it stays as it is): the next
+    turn of its conversation, or for an edited picture, editing the new one."""
+    if not ask.continues:
+        return None
+    if entry.kind == "image" and entry.input_image and entry.image_file:
+        return {"source": entry}
+    return {"parent": entry}
+
+
+def form_mode(generator: Generator, args: Mapping[str, str]) -> dict[str, Any]:
+    """What the prompt form continues from, by the query: `parent` (a follow-up, or a variation
+    of an image), `replaces` (editing a turn: its prompt refills the box) or `source` (editing a
+    picture). PromptError when the permalink cannot be used."""
+    if args.get("replaces"):
+        editing = find_turn(
+            generator, args.get("replaces"), REPLACES_MISSING, REPLACES_DELETED, REPLACES_PENDING
+        )
+        return {"editing": editing, "refill": editing.prompt if editing else ""}
+    if args.get("source"):
+        return {"source": find_source(generator, args.get("source"))}
+    parent = generator.find_parent(args.get("parent"))
+    variation = parent is not None and parent.kind == "image"
+    return {"parent": parent, "refill": parent.prompt if variation and parent else ""}

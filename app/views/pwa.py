@@ -9,7 +9,8 @@ bp = Blueprint("pwa", __name__)
 
 
 @bp.get("/manifest.webmanifest")
-def manifest():
+def manifest() -> Response:
+    """The web manifest, so browsers offer to install the app."""
     response = send_from_directory(
         current_app.static_folder or "static", "manifest.webmanifest", max_age=3600
     )
@@ -18,7 +19,7 @@ def manifest():
 
 
 @bp.get("/sw.js")
-def service_worker():
+def service_worker() -> Response:
     """Rendered so its cache version and precache list follow the fingerprinted assets."""
     body = render_template("sw.js")
     response = Response(body, mimetype="text/javascript")
@@ -28,5 +29,6 @@ def service_worker():
 
 
 @bp.get("/offline")
-def offline():
+def offline() -> str:
+    """The page the service worker shows for a page it has no copy of while offline."""
     return render_template("offline.html")
