@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, abort, jsonify, render_template
 from markupsafe import escape
 
+from ..generation.runs import StreamEvent
 from ..history import Entry
-from ..streaming import StreamEvent
 from .plumbing import event_stream, generator, htmx, live_entry, sse_event
 
 bp = Blueprint("stream", __name__)

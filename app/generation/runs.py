@@ -2,7 +2,7 @@
 
 The answer is produced once, in a worker thread, from the moment its prompt is stored; the
 browser's event stream (and a second tab, or a reconnect) follows it from the first token on,
-however late it connects. Nothing here talks to the upstream or the history: see generation.
+however late it connects. Nothing here talks to the upstream or the history: see streaming.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .history import Entry
+from ..history import Entry
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from .providers import Provider, UpstreamError
+from ..providers import Provider, UpstreamError
 
 log = logging.getLogger("app.models")
 

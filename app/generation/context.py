@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .history import Entry
+from ..history import Entry
 
 IMAGE_CONTEXT_CHARS = 3_000  # what one picture counts against CONTEXT_CHARS (~750 tokens)
 
