@@ -128,7 +128,7 @@ def migrate_history(
     """
     from .config import ConfigError, _s3_url, redact_url_password
     from .history import ChatLog
-    from .history.sql_store import SQLChatLog
+    from .history.sql import SQLChatLog
     from .images import FileImageStore
 
     settings = current_app.config["SETTINGS"]

@@ -15,7 +15,7 @@ def make_history(settings: Settings) -> HistoryStore:
     if not settings.history_url:
         # The app folds journals in the background, so no request waits for a checkpoint.
         return ChatLog(settings.data_dir, background=True)
-    from .history.sql_store import SQLChatLog
+    from .history.sql import SQLChatLog
 
     store = SQLChatLog(settings.history_url)
     # Create or upgrade the schema now; if the database is down, the app still starts (and

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from app.history import ChatLog, Entry
-from app.history.sql_store import SQLChatLog
+from app.history.sql import SQLChatLog
 from app.images import FileImageStore
 from app.images.names import stored_url
 

@@ -33,8 +33,8 @@ class ImportResult:
 class HistoryStore(Protocol):
     """What the routes, the generator and the CLI use of a history, whatever its engine.
 
-    Engines: :class:`app.history.tinydb_store.ChatLog` (TinyDB day documents under a journal in
-    DATA_DIR, the default) and :class:`app.history.sql_store.SQLChatLog` (PostgreSQL).
+    Engines: :class:`app.history.tinydb.ChatLog` (TinyDB day documents under a journal in
+    DATA_DIR, the default) and :class:`app.history.sql.SQLChatLog` (PostgreSQL).
     """
 
     backend: str

@@ -5,10 +5,10 @@ Files of a date in `DATA_DIR/history`:
 - `<date>.json`: the day's TinyDB document. Table `entries` holds the entries with
   `doc_id = index + 1`; table `_journal` says which journals it already contains. Always complete,
   valid JSON (written elsewhere, fsynced, renamed).
-- `<date>.<gen>.journal`: changes made since (see app.history.journal), generation after
+- `<date>.<gen>.journal`: changes made since (see app.history.tinydb.journal), generation after
   generation. The document covers every generation up to its `gen`; the ones after it exist
   without gaps, the newest taking appends.
-- `<date>.idx`: the day's word index for search (app.history.search), derived and rebuildable.
+- `<date>.idx`: the day's word index for search (app.history.tinydb.index), derived and rebuildable.
 
 A day's state in a process is its document plus the journal records read so far; catching up
 reads only what was appended since the last look.
@@ -29,7 +29,7 @@ from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
-from .model import HistoryCorrupt
+from ..model import HistoryCorrupt
 
 TABLE = "entries"
 META = "_journal"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files import fsync_dir
+from ...files import fsync_dir
 
 log = logging.getLogger("app.history")
 

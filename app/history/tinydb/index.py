@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
-from .query import Query, Term, fold, searchable_fields
+from ...files import atomic_write
+from ..query import Query, Term, fold, searchable_fields
 
 INDEX_VERSION = 2  # 2: words with their entries, and filters (1 held only the day's words)
 ALL = "\x01all"
