@@ -89,6 +89,10 @@ class DayReader(StoreBase):
             name[:-5] for name in self.paths.names() if name.endswith(".json") and is_date(name[:-5])
         )
 
+    def day_size(self, date: str) -> int:
+        """The size in bytes of a day's document (a migration's progress counts them)."""
+        return self.paths.doc(date).stat().st_size
+
     def _day(self, date: str) -> DayState:
         """The day as it is now, every write so far included.
 
