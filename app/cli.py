@@ -155,7 +155,7 @@ def migrate_history(
         names = local.names()
         with click.progressbar(names, label="Images ", show_pos=True, file=sys.stderr) as bar:
             added = copy_images(local, remote, bar)
-        removed = sum(1 for name in copied.orphaned if remote.delete(name))
+        removed = sum(1 for name in copied.orphaned_images if remote.delete(name))
         click.echo(
             f"Images: copied {added}, {len(names) - added} were already there, "
             f"removed {removed} of entries deleted since the last run."

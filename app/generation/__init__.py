@@ -13,7 +13,7 @@ never loses what the user typed: the entry is then marked failed with a human me
 
 from __future__ import annotations
 
-from .base import CUT_AT, clean_prompt, log_finished
+from .base import CUT_AT, Prompt, clean_prompt, log_finished
 from .errors import (
     HISTORY_DOWN,
     INTERRUPTED,
@@ -33,6 +33,7 @@ __all__ = [
     "GenerationFailed",
     "Generator",
     "ImageNotStored",
+    "Prompt",
     "PromptError",
     "clean_prompt",
     "log_finished",

@@ -14,6 +14,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -40,6 +41,18 @@ T = TypeVar("T")
 RETRYABLE = (UpstreamUnavailable, UpstreamUnreachable, ConnectionDropped)
 BACKOFF_BASE = 0.5  # seconds before the first retry; tripled for each later one
 RECORD_PATIENCE = 20.0  # seconds an outcome waits for an unreachable history database
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt to answer and where its entry goes: the turn it follows up (`parent`) or is
+    another version of (`replaces`; `parent` is then that turn's parent), and the stored
+    picture that goes with it (`input_image`)."""
+
+    text: str
+    parent: Entry | None = None
+    replaces: Entry | None = None
+    input_image: str | None = None
 
 
 def clean_prompt(raw: object, max_chars: int) -> str:
@@ -177,6 +190,18 @@ class GeneratorBase:
             return inputs.data_url(self.images, name)
         except (FileNotFoundError, ValueError):
             return None
+
+    def _begin(self, kind: str, prompt: Prompt, model: str) -> Entry:
+        """Store `prompt` as a pending entry of `kind`, before the upstream is asked."""
+        return self.chatlog.begin(
+            kind,
+            prompt.text,
+            model,
+            demo=self.provider.demo,
+            parent=prompt.parent,
+            replaces=prompt.replaces,
+            input_image=prompt.input_image,
+        )
 
     def _fail(self, entry: Entry, error: UpstreamError, started: float) -> GenerationFailed:
         error.partial = error.partial[: self.settings.max_answer_chars]

@@ -27,7 +27,7 @@ from ..providers import (
     UpstreamError,
     UpstreamTimeout,
 )
-from .base import CUT_AT, GeneratorBase, log_finished
+from .base import CUT_AT, GeneratorBase, Prompt, log_finished
 from .runs import StreamEvent
 
 log = logging.getLogger("app.generation")
@@ -68,42 +68,14 @@ class _Received:
 class CodeAnswers(GeneratorBase):
     """Answers from the chat model."""
 
-    def begin_code(
-        self,
-        prompt: str,
-        model: str | None = None,
-        parent: Entry | None = None,
-        *,
-        replaces: Entry | None = None,
-        input_image: str | None = None,
-    ) -> Entry:
-        """Store the prompt as a pending code entry (with the chosen model or the default).
-
-        `replaces`: the turn this is another version of (`parent` is then that turn's parent);
-        `input_image`: the stored picture that goes with the prompt."""
-        return self.chatlog.begin(
-            "code",
-            prompt,
-            model or self.provider.chat_model,
-            demo=self.provider.demo,
-            parent=parent,
-            replaces=replaces,
-            input_image=input_image,
-        )
-
-    def generate_code(
-        self,
-        prompt: str,
-        model: str | None = None,
-        parent: Entry | None = None,
-        *,
-        replaces: Entry | None = None,
-        input_image: str | None = None,
-    ) -> Entry:
-        """Answer `prompt` with the chat model; raise GenerationFailed after storing the failure."""
+    def generate_code(self, prompt: Prompt, model: str | None = None) -> Entry:
+        """Answer `prompt` with the chat model (`model`, or the default); raise GenerationFailed
+        after storing the failure."""
         started = time.monotonic()
-        entry = self.begin_code(prompt, model, parent, replaces=replaces, input_image=input_image)
-        log.debug("Sende Anfrage an OpenAI API... (chat, model %s, %d characters)", entry.model, len(prompt))
+        entry = self._begin("code", prompt, model or self.provider.chat_model)
+        log.debug(
+            "Sende Anfrage an OpenAI API... (chat, model %s, %d characters)", entry.model, len(prompt.text)
+        )
         deadline = started + self.settings.upstream_timeout
         messages, dropped = self.context(entry)
         try:

@@ -15,7 +15,7 @@ from ..image_options import ImageOptions
 from ..images import ImageStoreUnavailable, StoredImage
 from ..images.names import stored_url
 from ..providers import ImageAnswer, UpstreamError
-from .base import GeneratorBase, log_finished
+from .base import GeneratorBase, Prompt, log_finished
 from .errors import ImageNotStored, PromptError
 
 log = logging.getLogger("app.generation")
@@ -52,33 +52,17 @@ class ImageAnswers(GeneratorBase):
         except ValueError as e:
             raise PromptError(str(e)) from None
 
-    def generate_image(
-        self,
-        prompt: str,
-        options: ImageOptions | None = None,
-        parent: Entry | None = None,
-        *,
-        replaces: Entry | None = None,
-        input_image: str | None = None,
-    ) -> Entry:
+    def generate_image(self, prompt: Prompt, options: ImageOptions | None = None) -> Entry:
         """Generate, validate and store one image for `prompt` as this entry's own file.
 
-        With `parent` (an image entry) and no picture it is a variation: a new image from the
-        edited prompt, linked to the earlier one. With `input_image` it is an edit: the stored
+        With a `parent` (an image entry) and no picture it is a variation: a new image from the
+        edited prompt, linked to the earlier one. With an `input_image` it is an edit: the stored
         picture and the prompt go to the image model's edits endpoint. The image APIs take no
         conversation, so only the prompt (and picture) count.
         """
         options = options or self.image_options()
         started = time.monotonic()
-        entry = self.chatlog.begin(
-            "image",
-            prompt,
-            self.provider.image_model,
-            demo=self.provider.demo,
-            parent=parent,
-            replaces=replaces,
-            input_image=input_image,
-        )
+        entry = self._begin("image", prompt, self.provider.image_model)
         log.debug("Sende Anfrage an OpenAI API... (image, model %s, %s)", entry.model, options.as_dict())
         deadline = started + self.settings.upstream_timeout
         try:

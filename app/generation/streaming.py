@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from ..history import Entry, HistoryUnavailable
-from .base import RECORD_PATIENCE
+from .base import RECORD_PATIENCE, Prompt
 from .code import CodeAnswers
 from .errors import HISTORY_DOWN, INTERRUPTED
 from .runs import Run, StreamEvent
@@ -45,22 +45,11 @@ def _age(entry: Entry) -> float:
 class StreamedAnswers(CodeAnswers):
     """Code answers streamed to whoever follows them (see the module docstring)."""
 
-    def start_code(
-        self,
-        prompt: str,
-        model: str | None = None,
-        parent: Entry | None = None,
-        *,
-        stream: bool = False,
-        replaces: Entry | None = None,
-        input_image: str | None = None,
-    ) -> Entry:
-        """Store the prompt as a pending code entry. With `stream`, start answering it at once
-        in the background, so the answer is on its way while the browser connects to follow it.
-
-        `replaces`: the turn this is another version of (`parent` is then that turn's parent);
-        `input_image`: the stored picture that goes with the prompt."""
-        entry = self.begin_code(prompt, model, parent, replaces=replaces, input_image=input_image)
+    def start_code(self, prompt: Prompt, model: str | None = None, *, stream: bool = False) -> Entry:
+        """Store the prompt as a pending code entry (for `model`, or the default). With `stream`,
+        start answering it at once in the background, so the answer is on its way while the
+        browser connects to follow it."""
+        entry = self._begin("code", prompt, model or self.provider.chat_model)
         if stream and self.chatlog.claims.claim(entry.id):
             self._start_run(entry)
         return entry

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import image_options
-from ..generation import GenerationFailed, Generator, PromptError, clean_prompt
+from ..generation import GenerationFailed, Generator, Prompt, PromptError, clean_prompt
 from ..history import Entry, HistoryUnavailable, Permalink
 from ..i18n import N_
 from ..image_options import ImageOptions
@@ -184,18 +184,13 @@ def run(ask: Ask, generator: Generator, *, stream: bool = False) -> Entry:
     (`stream`) or answered here, or an image made or edited. Raises GenerationFailed (the entry
     is stored, failed) like the Generator; a picture whose entry could not be stored goes."""
     picture = store_picture(ask, generator)
+    prompt = Prompt(ask.prompt, ask.parent, ask.replaces, picture)
     try:
         if ask.kind == "code" and stream:
-            return generator.start_code(
-                ask.prompt, ask.model, ask.parent, stream=True, replaces=ask.replaces, input_image=picture
-            )
+            return generator.start_code(prompt, ask.model, stream=True)
         if ask.kind == "code":
-            return generator.generate_code(
-                ask.prompt, ask.model, ask.parent, replaces=ask.replaces, input_image=picture
-            )
-        return generator.generate_image(
-            ask.prompt, ask.options, ask.parent, replaces=ask.replaces, input_image=picture
-        )
+            return generator.generate_code(prompt, ask.model)
+        return generator.generate_image(prompt, ask.options)
     except HistoryUnavailable:
         if picture is not None:
             with contextlib.suppress(Exception):

@@ -10,44 +10,28 @@ never brings back an entry deleted in the database.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from ..history import ChatLog
 from ..history.sql import SQLChatLog
+from ..history.store import ImportResult
 from ..images import ImageStore
 
 BATCH = 500  # entries per database round trip
 
 
-@dataclass
-class HistoryCopy:
-    """What copying the history did; `orphaned`: images of entries replaced or deleted since."""
-
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    conflicts: list[str] = field(default_factory=list)
-    orphaned: list[str] = field(default_factory=list)
-
-
 def copy_history(
     source: ChatLog, target: SQLChatLog, sizes: dict[str, int], progress: Callable[[int], None]
-) -> HistoryCopy:
+) -> ImportResult:
     """Copy the days of `source` that `sizes` names (each day file's size) into `target`,
     keeping permalinks and tombstones; `progress` is told each day's size once it is copied."""
     # Days whose file was lost to damage keep their used indexes only in the sequence: carry
     # them over too, so the database never hands out those permalinks again.
     target.import_entries([], source.lost_days())
-    copied = HistoryCopy()
+    copied = ImportResult()
     for date, size in sizes.items():
         rows, next_index = source.day_for_copy(date)
         for start in range(0, max(len(rows), 1), BATCH):
-            result = target.import_entries(rows[start : start + BATCH], {date: next_index})
-            copied.added += result.added
-            copied.updated += result.updated
-            copied.unchanged += result.unchanged
-            copied.conflicts += result.conflicts
-            copied.orphaned += result.orphaned_images
+            copied.add(target.import_entries(rows[start : start + BATCH], {date: next_index}))
         progress(size)
     return copied
 

@@ -25,18 +25,8 @@ class Writes(Database):
         )
         return conn.execute(stmt, {"day": day, "n": count}).scalar_one() - count
 
-    def begin(
-        self,
-        kind: str,
-        prompt: str,
-        model: str,
-        *,
-        demo: bool = False,
-        parent: Entry | None = None,
-        replaces: Entry | None = None,
-        input_image: str | None = None,
-    ) -> Entry:
-        entry = self._new_entry(kind, prompt, model, demo, parent, replaces, input_image)
+    def _insert(self, entry: Entry, parent: Entry | None, replaces: Entry | None) -> Entry:
+        """Insert the new entry at its day's next index (the day's counter row, locked)."""
         first = self._first_turn(entry) if replaces is not None else None
 
         def work(conn: Connection) -> Entry:

@@ -69,25 +69,10 @@ class JournalWriter(Checkpoints):
             self._advance_sequence(date, known)
         self._reserved[date] = known
 
-    def begin(
-        self,
-        kind: str,
-        prompt: str,
-        model: str,
-        *,
-        demo: bool = False,
-        parent: Entry | None = None,
-        replaces: Entry | None = None,
-        input_image: str | None = None,
-    ) -> Entry:
-        """Store a new pending entry for `prompt` before the upstream is asked, and return it.
-
-        With `parent`, the entry is the next turn of the parent's conversation; with `replaces`,
-        another version of that turn. The record is not synced on its own: it survives a killed
-        process in the page cache, and the answer's record, which is synced before the answer
-        is acknowledged, takes it to the disk.
-        """
-        entry = self._new_entry(kind, prompt, model, demo, parent, replaces, input_image)
+    def _insert(self, entry: Entry, parent: Entry | None, replaces: Entry | None) -> Entry:
+        """Append the new entry at its day's next index. The record is not synced on its own:
+        it survives a killed process in the page cache, and the answer's record, which is synced
+        before the answer is acknowledged, takes it to the disk."""
         with self.lock:
             if parent is not None:
                 self._count_followup(parent, +1)
