@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
@@ -16,6 +16,9 @@ from .config import (
     load_settings,
     settings_from_mapping,
 )
+
+if TYPE_CHECKING:
+    from .generation import Generator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +40,18 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         settings = load_settings()
 
     check_startup(settings)
+    app = _flask_app(settings)
 
+    from .logs import configure_logging
+
+    configure_logging(app, settings.data_dir, settings.log_level, settings.secrets)
+    generator = _services(app, settings)
+    _init_extensions(app, settings, generator)
+    return app
+
+
+def _flask_app(settings: Settings) -> Flask:
+    """The Flask object with its configuration: templates, static files, limits, sessions, JSON."""
     app = Flask(
         __name__,
         template_folder=str(ROOT / "templates"),
@@ -56,14 +70,12 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False
         app.json.ensure_ascii = False
+    return app
 
-    from .logs import configure_logging
 
-    configure_logging(app, settings.data_dir, settings.log_level, settings.secrets)
-
-    from .fragments import HistoryRows
+def _services(app: Flask, settings: Settings) -> Generator:
+    """The history store, the image store and the generator, as the app's extensions."""
     from .generation import Generator
-    from .maintenance import Maintenance
     from .providers import make_provider
     from .stores import make_history, make_images
 
@@ -73,20 +85,23 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.extensions["chatlog"] = chatlog
     app.extensions["images"] = images
     app.extensions["generator"] = generator
+    return generator
 
+
+def _init_extensions(app: Flask, settings: Settings, generator: Generator) -> None:
+    """Everything around the routes, in the order requests meet it: the Host check first, then
+    languages, History's rows, the views, static files, compression, the login, the security
+    headers and rate limits, the CLI, the upkeep, the proxy fix and the template filters."""
     from flask_compress import Compress
 
-    from . import assets, auth, cli, hosts, i18n, pwa, security, web
-    from .backup import views as backup_views
-    from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
+    from . import assets, auth, cli, hosts, i18n, security, views
+    from .fragments import HistoryRows
+    from .maintenance import Maintenance
 
     hosts.init_app(app, settings)  # first: a request for a foreign host name gets no further
     i18n.init_app(app, ROOT)
     HistoryRows().init_app(app)
-    web.htmx.init_app(app)
-    app.register_blueprint(web.bp)
-    app.register_blueprint(pwa.bp)
-    app.register_blueprint(backup_views.bp)
+    views.init_app(app)
     assets.init_app(app)
     # brotli/gzip for pages, fragments, JSON and static files (which Flask streams from disk).
     # Event streams are never compressed, so tokens are never held back in a compressor:
@@ -99,7 +114,7 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     )
     Compress(app)
     auth.init_app(app)
-    security.init_app(app, settings, image_origin=getattr(images, "origin", lambda: None)())
+    security.init_app(app, settings, image_origin=generator.images.origin())
     cli.init_app(app)
     Maintenance(generator, app).init_app(app)
     if settings.proxy_fix:
@@ -108,6 +123,14 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
         # Trust X-Forwarded-For/-Proto/-Host from this many proxies in front of the app.
         n = settings.proxy_fix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    _add_template_filters(app, settings)
+
+
+def _add_template_filters(app: Flask, settings: Settings) -> None:
+    """The filters and globals templates use to render answers, matches and code blocks."""
+    from .generation import Generator
+    from .rendering import code_blocks, highlight_matches, quote_markdown, render_markdown, snippet
+
     app.add_template_filter(render_markdown, "markdown")
     app.add_template_filter(Generator.answer_cut_at, "answer_cut_at")
     app.add_template_filter(highlight_matches, "highlight")
@@ -115,4 +138,3 @@ def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
     app.add_template_filter(quote_markdown, "quote_markdown")
     app.add_template_filter(code_blocks, "code_blocks")
     app.jinja_env.globals["demo"] = settings.demo
-    return app

@@ -11,6 +11,9 @@
   the guess. A wrong bearer token gets 401 JSON on every route, never the login page.
 - Sessions can be revoked on the server (app.sessions): "Log out" ends that session, "Log out
   everywhere" (or a new APP_PASSWORD) ends all of them.
+
+The login and logout routes are app.views.auth; this module is the policy they and every other
+request go through.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import time
 from urllib.parse import urlsplit
 
 from flask import (
-    Blueprint,
     Flask,
+    Response,
     current_app,
     jsonify,
     make_response,
@@ -42,15 +45,14 @@ from limits.strategies import RateLimiter
 from .i18n import N_
 from .sessions import SessionRegistry
 
-bp = Blueprint("auth", __name__)
 log = logging.getLogger("app.auth")
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Reachable without logging in: the login itself, health checks, and what the login page needs.
 OPEN_ENDPOINTS = (
     "auth.login",
-    "web.healthz",
-    "web.readyz",
+    "health.healthz",
+    "health.readyz",
     "static",
     # The app shell holds no history: the login page may register the worker and manifest.
     "pwa.service_worker",
@@ -66,7 +68,8 @@ class SessionInterface(SecureCookieSessionInterface):
         return request.is_secure or bool(app.config.get("SESSION_COOKIE_SECURE"))
 
 
-def _password() -> str | None:
+def password() -> str | None:
+    """APP_PASSWORD, or None when the app has no login."""
     return current_app.config["SETTINGS"].app_password
 
 
@@ -76,7 +79,8 @@ def _session_token(password: str) -> str:
     return hmac.new(key, password.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _matches(given: str, password: str) -> bool:
+def matches(given: str, password: str) -> bool:
+    """Whether `given` is the password, compared in constant time."""
     return hmac.compare_digest(given.encode("utf-8"), password.encode("utf-8"))
 
 
@@ -100,13 +104,36 @@ def _bearer() -> str | None:
 
 def is_authenticated() -> bool:
     """True without APP_PASSWORD; else for a valid session or a correct bearer token."""
-    password = _password()
-    if not password:
+    expected = password()
+    if not expected:
         return True
-    if _session_valid(password):
+    if _session_valid(expected):
         return True
     given = _bearer()
-    return given is not None and given != "" and _matches(given, password)
+    return given is not None and given != "" and matches(given, expected)
+
+
+def start_session(expected: str) -> None:
+    """Log this browser in: a new session id in the current epoch, kept across restarts."""
+    session.clear()
+    session["auth"] = _session_token(expected)
+    session["sid"] = SessionRegistry.new_id()
+    session["epoch"] = _registry().epoch()
+    session.permanent = True
+
+
+def end_session() -> None:
+    """Log this browser out, here and on the server: a copy of its cookie no longer works."""
+    _registry().revoke(session.get("sid"))
+    session.clear()
+
+
+def end_every_session() -> None:
+    """End every session of every browser (a new epoch), this one included."""
+    if password():
+        _registry().revoke_all()
+        log.warning("Logged out everywhere: every session was ended")
+    session.clear()
 
 
 class GuessLimit:
@@ -150,13 +177,16 @@ class GuessLimit:
             log.exception("The rate limit storage cannot be reached; failed logins are not counted")
 
 
-def _guesses() -> GuessLimit:
+def guesses() -> GuessLimit:
+    """The count of failed password attempts of the app."""
     return current_app.extensions["guess_limit"]
 
 
-def _too_many_guesses(wait: int):
+def too_many_guesses(wait: int) -> Response:
+    """429: the client's password attempts are used up for `wait` seconds (the login page for
+    the login form, JSON for everything else)."""
     message = (
-        f"Too many failed password attempts (the limit is {_guesses().rate}). "
+        f"Too many failed password attempts (the limit is {guesses().rate}). "
         f"Please try again in {wait} seconds."
     )
     if request.blueprint == "auth" and request.method == "POST":
@@ -171,15 +201,15 @@ def _check_bearer():
     """A request with a bearer token: the right one passes; a wrong one is a counted, logged
     guess answered with 401 JSON. While the client's guesses are used up, every token is refused."""
     given = _bearer()
-    password = _password()
-    if given is None or not password:
+    expected = password()
+    if given is None or not expected:
         return None
-    if (wait := _guesses().exhausted()) is not None:
+    if (wait := guesses().exhausted()) is not None:
         log.warning("Refused a bearer token: too many failed attempts from this client")
-        return _too_many_guesses(wait)
-    if given and _matches(given, password):
+        return too_many_guesses(wait)
+    if given and matches(given, expected):
         return None
-    _guesses().failed()
+    guesses().failed()
     log.warning("Wrong bearer token on %s %s", request.method, request.path)
     response = jsonify(error="Wrong bearer token: send Authorization: Bearer <APP_PASSWORD>.")
     response.status_code = 401
@@ -199,7 +229,7 @@ def _same_site_violation() -> str | None:
 
 
 def _deny(status: int, message: str):
-    from .web import error_response  # the one place that shapes errors for each kind of client
+    from .views.plumbing import error_response  # the one place that shapes errors for each client
 
     return error_response(status, message, "Forbidden" if status == 403 else "Login required")
 
@@ -228,66 +258,6 @@ def check_request():
     return response
 
 
-def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths, so the login cannot be used to redirect elsewhere.
-
-    Control characters and backslashes are refused outright: URL parsers drop or reinterpret
-    them, which would turn `/<TAB>/evil.example` into `//evil.example`.
-    """
-    if (
-        not target
-        or not target.startswith("/")
-        or target.startswith("//")
-        or any(c <= " " or c == "\\" for c in target)
-        or urlsplit(target).netloc
-    ):
-        return url_for("web.index")
-    return target
-
-
-@bp.route("/login", methods=["GET", "POST"])
-def login():
-    password = _password()
-    if not password:
-        return redirect(url_for("web.index"))
-    if request.method == "GET":
-        return render_template("login.html", next=request.args.get("next", ""), error=None)
-    if (wait := _guesses().exhausted()) is not None:
-        log.warning("Login refused: too many failed attempts from this client")
-        return _too_many_guesses(wait)
-    given = request.form.get("password", "")
-    target = _safe_next(request.form.get("next"))
-    if isinstance(given, str) and _matches(given, password):
-        session.clear()
-        session["auth"] = _session_token(password)
-        session["sid"] = SessionRegistry.new_id()
-        session["epoch"] = _registry().epoch()
-        session.permanent = True
-        log.info("Login succeeded")
-        return redirect(target)
-    _guesses().failed()
-    log.warning("Login failed")
-    return render_template("login.html", next=target, error=N_("Wrong password.")), 401
-
-
-@bp.post("/logout")
-def logout():
-    """End this session, here and on the server: a copy of its cookie no longer works."""
-    _registry().revoke(session.get("sid"))
-    session.clear()
-    return redirect(url_for("auth.login") if _password() else url_for("web.index"))
-
-
-@bp.post("/logout/everywhere")
-def logout_everywhere():
-    """End every session of every browser (a lost laptop, a shared password)."""
-    if _password():
-        _registry().revoke_all()
-        log.warning("Logged out everywhere: every session was ended")
-    session.clear()
-    return redirect(url_for("auth.login") if _password() else url_for("web.index"))
-
-
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     app.session_interface = SessionInterface()
@@ -295,6 +265,5 @@ def init_app(app: Flask) -> None:
         settings.data_dir, app.permanent_session_lifetime.total_seconds()
     )
     app.extensions["guess_limit"] = GuessLimit(settings.login_rate_limit)
-    app.register_blueprint(bp)
     app.before_request(check_request)
-    app.add_template_global(lambda: bool(_password()), "login_enabled")
+    app.add_template_global(lambda: bool(password()), "login_enabled")

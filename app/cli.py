@@ -8,10 +8,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+
+if TYPE_CHECKING:  # imported where used: a CLI run needs only its own command's modules
+    from .history.sql import SQLChatLog
+    from .images import ImageStore
 
 
 @click.command("import-chatlog")
@@ -19,7 +24,7 @@ from flask.cli import with_appcontext
 @with_appcontext
 def import_chatlog(file) -> None:
     """Import a chatlog.json in the seed's format; entries already present are skipped."""
-    from .importing import import_chatlog as import_text
+    from .services.importing import import_chatlog as import_text
 
     try:
         text = file.read()
@@ -94,9 +99,6 @@ def restore(file: Path) -> None:
         )
 
 
-BATCH = 500
-
-
 @click.command("migrate-history")
 @click.option(
     "--to",
@@ -126,84 +128,80 @@ def migrate_history(
     while the files are still in use: each run adds what is new, brings entries copied before up
     to date (answers finished, entries deleted since) and never brings a deleted entry back.
     """
-    from .config import ConfigError, _s3_url, redact_url_password
     from .history import ChatLog
-    from .history.sql_store import SQLChatLog
-    from .images import ImageStore
+    from .images import FileImageStore
+    from .services.migration import copy_history, copy_images
 
     settings = current_app.config["SETTINGS"]
     source_dir = from_dir or settings.data_dir
     if not (source_dir / "history").is_dir():
         raise click.ClickException(f"{source_dir} has no history folder to copy.")
-    try:
-        target = SQLChatLog(to_url)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    if not target.ensure_schema():
-        raise click.ClickException(f"Cannot reach {redact_url_password(to_url)}.")
-    remote = None
-    images_url = images_to or settings.image_store_url
-    if images_url:
-        from .images_s3 import S3ImageStore
-
-        try:
-            images_url = _s3_url(images_url)
-        except ConfigError as e:
-            raise click.ClickException(str(e)) from None
-        remote = S3ImageStore(
-            images_url,
-            endpoint_url=images_endpoint_url or settings.image_store_endpoint_url,
-            region=settings.image_store_region,
-            access_key_id=settings.aws_access_key_id,
-            secret_access_key=settings.aws_secret_access_key,
-        )
-
+    target = _history_target(to_url)
+    remote = _image_target(images_to or settings.image_store_url, images_endpoint_url)
     source = ChatLog(source_dir)
-    dates = source.dates()
-    # Days whose file was lost to damage keep their used indexes only in the sequence: carry
-    # them over too, so the database never hands out those permalinks again.
-    target.import_entries([], source.lost_days())
-    sizes = {d: source.paths.doc(d).stat().st_size for d in dates}
-    added = updated = unchanged = 0
-    conflicts: list[str] = []
-    orphaned: list[str] = []
+    sizes = {date: source.day_size(date) for date in source.dates()}
     # One day in memory at a time (a day file is read, copied in batches, then dropped), so
     # the size of the whole history does not matter; the bar counts the bytes of the day files.
     with click.progressbar(length=sum(sizes.values()) or 1, label="History", file=sys.stderr) as bar:
-        for date in dates:
-            rows, next_index = source.day_for_copy(date)
-            for start in range(0, max(len(rows), 1), BATCH):
-                result = target.import_entries(rows[start : start + BATCH], {date: next_index})
-                added, updated = added + result.added, updated + result.updated
-                unchanged += result.unchanged
-                conflicts += result.conflicts
-                orphaned += result.orphaned_images
-            bar.update(sizes[date])
-    click.echo(f"History: copied {added} entries, updated {updated}, {unchanged} were already there.")
+        copied = copy_history(source, target, sizes, bar.update)
+    click.echo(
+        f"History: copied {copied.added} entries, updated {copied.updated}, "
+        f"{copied.unchanged} were already there."
+    )
     if quarantined := source.quarantined():
         click.echo(f"Not copied (damaged, moved aside): {', '.join(quarantined)}.")
-
     if remote is not None:
-        local = ImageStore(source_dir)
+        local = FileImageStore(source_dir)
         names = local.names()
-        copied = 0
         with click.progressbar(names, label="Images ", show_pos=True, file=sys.stderr) as bar:
-            for name in bar:
-                if not remote.exists(name):
-                    remote.put(name, local.read(name))
-                    copied += 1
-        removed = sum(1 for name in orphaned if remote.delete(name))
+            added = copy_images(local, remote, bar)
+        removed = sum(1 for name in copied.orphaned_images if remote.delete(name))
         click.echo(
-            f"Images: copied {copied}, {len(names) - copied} were already there, "
+            f"Images: copied {added}, {len(names) - added} were already there, "
             f"removed {removed} of entries deleted since the last run."
         )
     target.close()
-    if conflicts:
-        listed = ", ".join(conflicts[:10]) + (" …" if len(conflicts) > 10 else "")
+    if copied.conflicts:
+        listed = ", ".join(copied.conflicts[:10]) + (" …" if len(copied.conflicts) > 10 else "")
         raise click.ClickException(
-            f"{len(conflicts)} permalinks already hold other entries in the database "
+            f"{len(copied.conflicts)} permalinks already hold other entries in the database "
             f"and were left alone: {listed}"
         )
+
+
+def _history_target(url: str) -> SQLChatLog:
+    """The PostgreSQL history to copy into, its schema up to date; ClickException when not."""
+    from .config import redact_url_password
+    from .history.sql import SQLChatLog
+
+    try:
+        target = SQLChatLog(url)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    if not target.ensure_schema():
+        raise click.ClickException(f"Cannot reach {redact_url_password(url)}.")
+    return target
+
+
+def _image_target(url: str | None, endpoint_url: str | None) -> ImageStore | None:
+    """The object store to copy images into (None: images stay where they are)."""
+    if not url:
+        return None
+    from .config import ConfigError, s3_url
+    from .images.s3 import S3ImageStore
+
+    try:
+        url = s3_url(url)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    settings = current_app.config["SETTINGS"]
+    return S3ImageStore(
+        url,
+        endpoint_url=endpoint_url or settings.image_store_endpoint_url,
+        region=settings.image_store_region,
+        access_key_id=settings.aws_access_key_id,
+        secret_access_key=settings.aws_secret_access_key,
+    )
 
 
 @click.command("upgrade-history")

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -135,24 +136,24 @@ def _blank_to_none(value: str | None) -> str | None:
     return value or None
 
 
-def _int(name: str, raw: str, lo: int, hi: int) -> int:
+def _number(name: str, raw: str, lo: float, hi: float, convert: Callable[[str], float], what: str) -> Any:
+    """`raw` converted (int or float) and within lo..hi; ConfigError names the variable."""
     try:
-        value = int(raw)
+        value = convert(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+        shown = [f"{n:g}" if isinstance(n, float) else str(n) for n in (lo, hi, value)]
+        raise ConfigError(f"{name} must be between {shown[0]} and {shown[1]}, got {shown[2]}")
     return value
+
+
+def _int(name: str, raw: str, lo: int, hi: int) -> int:
+    return _number(name, raw, lo, hi, int, "a whole number")
 
 
 def _float(name: str, raw: str, lo: float, hi: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}")
-    return value
+    return _number(name, raw, lo, hi, float, "a number of seconds")
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -221,7 +222,8 @@ def _trusted_hosts(raw: str) -> tuple[str, ...]:
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
-def _s3_url(raw: str) -> str:
+def s3_url(raw: str) -> str:
+    """IMAGE_STORE_URL (or a migration's target) checked: `s3://bucket[/prefix]`, no trailing slash."""
     parsed = urlparse(raw)
     if parsed.scheme != "s3" or not _BUCKET.fullmatch(parsed.netloc or ""):
         raise ConfigError(
@@ -240,6 +242,91 @@ def open_bind_error(settings: Settings) -> str | None:
         "ALLOW_UNAUTHENTICATED=1 if something in front of the app already checks who may use it. "
         "Set TRUSTED_HOSTS to the names people use to reach it too: any other Host is refused."
     )
+
+
+Parser = Callable[[str, str], Any]  # (variable name, raw text) -> the setting's value
+
+
+def _bounded(lo: int, hi: int) -> Parser:
+    return lambda name, raw: _int(name, raw, lo, hi)
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _model(name: str, raw: str) -> str:
+    if len(raw) > 200 or any(c.isspace() for c in raw):
+        raise ConfigError(f"{name} must be a model name without spaces, got {raw!r}")
+    return raw
+
+
+def _one_of(choices: tuple[str, ...], fold: Callable[[str], str] = str) -> Parser:
+    def parse(name: str, raw: str) -> str:
+        if fold(raw) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return fold(raw)
+
+    return parse
+
+
+def _storage_uri(name: str, raw: str) -> str:
+    if "://" not in raw:
+        raise ConfigError(f"{name} must be a URI such as redis://localhost:6379, got {raw!r}")
+    return raw
+
+
+def _history_url(name: str, raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise ConfigError(
+            "HISTORY_URL must be a PostgreSQL URL such as postgresql://user:password@db:5432/chat, "
+            f"got {redact_url_password(raw)!r} (leave it unset for the history in DATA_DIR)"
+        )
+    return raw
+
+
+def _endpoint_url(name: str, raw: str) -> str:
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+# The variables with a value to check, in the order they are checked (the first bad one is
+# named), each with its Settings field and its parser.
+PARSED: tuple[tuple[str, str, Parser], ...] = (
+    ("OPENAI_BASE_URL", "openai_base_url", lambda name, raw: _base_url(raw)),
+    ("CHAT_MODEL", "chat_model", _model),
+    ("IMAGE_MODEL", "image_model", _model),
+    ("IMAGE_SIZE", "image_size", _one_of(IMAGE_SIZES)),
+    ("DATA_DIR", "data_dir", _path),
+    ("HOST", "host", lambda name, raw: _host(raw)),
+    ("PORT", "port", _bounded(1, 65535)),
+    ("LOG_LEVEL", "log_level", _one_of(LOG_LEVELS, str.upper)),
+    ("UPSTREAM_TIMEOUT", "upstream_timeout", lambda name, raw: _float(name, raw, 1, 3600)),
+    ("UPSTREAM_RETRIES", "upstream_retries", _bounded(0, 5)),
+    ("SYSTEM_PROMPT", "system_prompt", _text),
+    ("CONTEXT_CHARS", "context_chars", _bounded(1_000, 2_000_000)),
+    ("ALLOW_UNAUTHENTICATED", "allow_unauthenticated", _bool),
+    ("RATE_LIMIT", "rate_limit", _rate),
+    ("LOGIN_RATE_LIMIT", "login_rate_limit", _rate),
+    ("RATELIMIT_STORAGE_URI", "ratelimit_storage_uri", _storage_uri),
+    ("DAILY_REQUEST_CAP", "daily_request_cap", _bounded(0, 10_000_000)),
+    ("PROXY_FIX", "proxy_fix", _bounded(0, 5)),
+    ("TRUSTED_HOSTS", "trusted_hosts", lambda name, raw: _trusted_hosts(raw)),
+    ("MAX_ANSWER_CHARS", "max_answer_chars", _bounded(1_000, 10_000_000)),
+    ("HISTORY_URL", "history_url", _history_url),
+    ("IMAGE_STORE_URL", "image_store_url", lambda name, raw: s3_url(raw)),
+    ("IMAGE_STORE_ENDPOINT_URL", "image_store_endpoint_url", _endpoint_url),
+    ("IMAGE_STORE_PRESIGN", "image_store_presign", _bounded(0, 7 * 24 * 3600)),
+    ("BACKUP_DIR", "backup_dir", _path),
+    ("BACKUP_KEEP", "backup_keep", _bounded(1, 3650)),
+    ("MAX_PROMPT_CHARS", "max_prompt_chars", _bounded(1, 1_000_000)),
+)
 
 
 def load_settings(
@@ -262,81 +349,15 @@ def load_settings(
         "openai_api_key": get("OPENAI_API_KEY"),
         "app_password": get("APP_PASSWORD"),
         "secret_key": get("SECRET_KEY"),
+        # Read here too (not only by boto3 from the process environment) so `.env` works.
+        "aws_access_key_id": get("AWS_ACCESS_KEY_ID"),
+        "aws_secret_access_key": get("AWS_SECRET_ACCESS_KEY"),
     }
-    if raw := get("OPENAI_BASE_URL"):
-        kwargs["openai_base_url"] = _base_url(raw)
-    for name, key in (("CHAT_MODEL", "chat_model"), ("IMAGE_MODEL", "image_model")):
+    for name, key, parse in PARSED:
         if raw := get(name):
-            if len(raw) > 200 or any(c.isspace() for c in raw):
-                raise ConfigError(f"{name} must be a model name without spaces, got {raw!r}")
-            kwargs[key] = raw
-    if raw := get("IMAGE_SIZE"):
-        if raw not in IMAGE_SIZES:
-            raise ConfigError(f"IMAGE_SIZE must be one of {', '.join(IMAGE_SIZES)}, got {raw!r}")
-        kwargs["image_size"] = raw
-    if raw := get("DATA_DIR"):
-        kwargs["data_dir"] = Path(raw)
-    if raw := get("HOST"):
-        kwargs["host"] = _host(raw)
-    if raw := get("PORT"):
-        kwargs["port"] = _int("PORT", raw, 1, 65535)
-    if raw := get("LOG_LEVEL"):
-        if raw.upper() not in LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
-        kwargs["log_level"] = raw.upper()
-    if raw := get("UPSTREAM_TIMEOUT"):
-        kwargs["upstream_timeout"] = _float("UPSTREAM_TIMEOUT", raw, 1, 3600)
-    if raw := get("UPSTREAM_RETRIES"):
-        kwargs["upstream_retries"] = _int("UPSTREAM_RETRIES", raw, 0, 5)
-    if raw := get("SYSTEM_PROMPT"):
-        kwargs["system_prompt"] = raw
-    if raw := get("CONTEXT_CHARS"):
-        kwargs["context_chars"] = _int("CONTEXT_CHARS", raw, 1_000, 2_000_000)
-    if raw := get("ALLOW_UNAUTHENTICATED"):
-        kwargs["allow_unauthenticated"] = _bool("ALLOW_UNAUTHENTICATED", raw)
-    for name, key in (("RATE_LIMIT", "rate_limit"), ("LOGIN_RATE_LIMIT", "login_rate_limit")):
-        if raw := get(name):
-            kwargs[key] = _rate(name, raw)
-    if raw := get("RATELIMIT_STORAGE_URI"):
-        if "://" not in raw:
-            raise ConfigError(
-                f"RATELIMIT_STORAGE_URI must be a URI such as redis://localhost:6379, got {raw!r}"
-            )
-        kwargs["ratelimit_storage_uri"] = raw
-    if raw := get("DAILY_REQUEST_CAP"):
-        kwargs["daily_request_cap"] = _int("DAILY_REQUEST_CAP", raw, 0, 10_000_000)
-    if raw := get("PROXY_FIX"):
-        kwargs["proxy_fix"] = _int("PROXY_FIX", raw, 0, 5)
-    if raw := get("TRUSTED_HOSTS"):
-        kwargs["trusted_hosts"] = _trusted_hosts(raw)
-    if raw := get("MAX_ANSWER_CHARS"):
-        kwargs["max_answer_chars"] = _int("MAX_ANSWER_CHARS", raw, 1_000, 10_000_000)
-    if raw := get("HISTORY_URL"):
-        if not raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-            raise ConfigError(
-                "HISTORY_URL must be a PostgreSQL URL such as postgresql://user:password@db:5432/chat, "
-                f"got {redact_url_password(raw)!r} (leave it unset for the history in DATA_DIR)"
-            )
-        kwargs["history_url"] = raw
-    if raw := get("IMAGE_STORE_URL"):
-        kwargs["image_store_url"] = _s3_url(raw)
-    if raw := get("IMAGE_STORE_ENDPOINT_URL"):
-        parsed = urlparse(raw)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ConfigError(f"IMAGE_STORE_ENDPOINT_URL must be an http(s) URL, got {raw!r}")
-        kwargs["image_store_endpoint_url"] = raw.rstrip("/")
-    if raw := get("IMAGE_STORE_REGION") or get("AWS_DEFAULT_REGION") or get("AWS_REGION"):
-        kwargs["image_store_region"] = raw
-    kwargs["aws_access_key_id"] = get("AWS_ACCESS_KEY_ID")
-    kwargs["aws_secret_access_key"] = get("AWS_SECRET_ACCESS_KEY")
-    if raw := get("IMAGE_STORE_PRESIGN"):
-        kwargs["image_store_presign"] = _int("IMAGE_STORE_PRESIGN", raw, 0, 7 * 24 * 3600)
-    if raw := get("BACKUP_DIR"):
-        kwargs["backup_dir"] = Path(raw)
-    if raw := get("BACKUP_KEEP"):
-        kwargs["backup_keep"] = _int("BACKUP_KEEP", raw, 1, 3650)
-    if raw := get("MAX_PROMPT_CHARS"):
-        kwargs["max_prompt_chars"] = _int("MAX_PROMPT_CHARS", raw, 1, 1_000_000)
+            kwargs[key] = parse(name, raw)
+    if region := get("IMAGE_STORE_REGION") or get("AWS_DEFAULT_REGION") or get("AWS_REGION"):
+        kwargs["image_store_region"] = region
     return Settings(**kwargs)
 
 

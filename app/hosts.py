@@ -75,6 +75,6 @@ def init_app(app: Flask, settings: Settings) -> None:
         # curl and fetch() get JSON.
         if request.accept_mimetypes.best_match(["application/json", "text/html"]) != "text/html":
             return jsonify(error=message), 421
-        from .web import error_response  # the one place that shapes errors for each kind of client
+        from .views.plumbing import error_response  # the one place that shapes errors for each client
 
         return error_response(421, message, N_("Misdirected Request"))

@@ -44,9 +44,9 @@ HEADERS = {
 # Views (by endpoint) and which rate-limit setting applies to them. LOGIN_RATE_LIMIT counts
 # failed password attempts (login form and bearer token) in app.auth, on this limiter's storage.
 LIMITED = {
-    "web.generate_code": "rate_limit",
-    "web.generate_image": "rate_limit",
-    "web.regenerate_entry": "rate_limit",
+    "generate.generate_code": "rate_limit",
+    "generate.generate_image": "rate_limit",
+    "generate.regenerate_entry": "rate_limit",
 }
 
 

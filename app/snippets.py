@@ -14,6 +14,7 @@ import html
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -170,15 +171,16 @@ class Hit:
     url: str
 
 
-def hits(entries: list[Entry], query: Query, text: str) -> list[Hit]:
-    """The search results of `entries` for `query` (typed as `text`)."""
+def hits(entries: list[Entry], query: Query, text: str, link: Callable[[Entry], str]) -> list[Hit]:
+    """The search results of `entries` for `query` (typed as `text`); `link` is an entry's URL,
+    which a hit with a match extends to jump to it."""
     matcher = Matcher(query)
     found = []
     for entry in entries:
         title = snippet(entry.prompt, matcher, TITLE_CHARS)
         answer = snippet(entry.response, matcher) if entry.kind != "image" else None
         field = "prompt" if title is not None else "answer" if answer is not None else None
-        url = entry.permalink + (f"?{urlencode({'hl': text})}#match" if field else "")
+        url = link(entry) + (f"?{urlencode({'hl': text})}#match" if field else "")
         found.append(Hit(entry, title or beginning(entry.prompt), answer, field, url))
     return found
 

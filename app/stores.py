@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from .config import Settings
 from .history import ChatLog, HistoryStore
-from .images import BaseImageStore, ImageStore
+from .images import FileImageStore, ImageStore
 
 
 def make_history(settings: Settings) -> HistoryStore:
     if not settings.history_url:
         # The app folds journals in the background, so no request waits for a checkpoint.
         return ChatLog(settings.data_dir, background=True)
-    from .history.sql_store import SQLChatLog
+    from .history.sql import SQLChatLog
 
     store = SQLChatLog(settings.history_url)
     # Create or upgrade the schema now; if the database is down, the app still starts (and
@@ -24,10 +24,10 @@ def make_history(settings: Settings) -> HistoryStore:
     return store
 
 
-def make_images(settings: Settings) -> BaseImageStore:
+def make_images(settings: Settings) -> ImageStore:
     if not settings.image_store_url:
-        return ImageStore(settings.data_dir)
-    from .images_s3 import S3ImageStore
+        return FileImageStore(settings.data_dir)
+    from .images.s3 import S3ImageStore
 
     return S3ImageStore(
         settings.image_store_url,

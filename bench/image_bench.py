@@ -2,7 +2,7 @@
 
 Inputs are photo-like PNGs of the two common upstream sizes (and one JPEG, the re-encoding
 path), drawn by the benchmark: a gradient with noise, so they compress like real pictures. Figures:
-the median time of ImageStore.save (the whole pipeline, fsynced file writes included) and the
+the median time of FileImageStore.save (the whole pipeline, fsynced file writes included) and the
 thumbnail's size against the stored original.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from app.images import ImageStore
+from app.images import FileImageStore
 
 
 def photo_like(width: int, height: int, seed: int = 3, fmt: str = "PNG") -> bytes:
@@ -40,7 +40,7 @@ def photo_like(width: int, height: int, seed: int = 3, fmt: str = "PNG") -> byte
 def run(samples: int = 9) -> list[tuple]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        store = ImageStore(Path(tmp))
+        store = FileImageStore(Path(tmp))
         for width, height, fmt in ((1024, 1024, "PNG"), (1792, 1024, "PNG"), (1024, 1024, "JPEG")):
             data = photo_like(width, height, fmt=fmt)
             times, stored = [], None

@@ -40,7 +40,8 @@ import requests
 
 from app.history import ChatLog, HistoryStore
 from app.history.seed import seed_entry
-from app.history.sql_store import SQLChatLog, _row, entries, search_columns
+from app.history.sql import SQLChatLog, search_columns
+from app.history.sql.database import entries, entry_row
 from bench.history_bench import RARE, SEARCHES, WORDS, make_history, ms
 from bench.servers import spawn
 from tests.services import free_port, start_postgres
@@ -91,7 +92,7 @@ def _template() -> tuple[list, dict[str, int]]:
     """The table row of an imported seed entry (as SQLChatLog.import_seed writes it), as a list in
     COPY's column order with JSON columns as text, and each column's position."""
     sample = seed_entry("2000-01-01", 0, {"prompt": "p", "response": "r"}, lambda r: None)
-    row = _row(sample.to_dict())
+    row = entry_row(sample.to_dict())
     values = [json.dumps(row[c]) if isinstance(row[c], dict | list) else row[c] for c in COLUMNS]
     return values, {c: i for i, c in enumerate(COLUMNS)}
 
@@ -114,7 +115,7 @@ def check_rows_match_the_store() -> None:
     values, at = next(_copy_rows(1))
     day, idx, prompt, response = next(generated(1))
     entry = seed_entry(day, idx, {"prompt": prompt, "response": response}, lambda r: None)
-    expected = _row(entry.to_dict())
+    expected = entry_row(entry.to_dict())
     for column in COLUMNS:
         want = expected[column]
         if isinstance(want, dict | list):

@@ -242,7 +242,7 @@ def test_hostile_prompt_is_escaped_on_pages(client, page):
 
 # -- errors with HX-Request ------------------------------------------------------------------
 # The seed's 400/500 status codes are for JSON clients. For htmx the app answers errors as a
-# swapped fragment (see web._generated: 200 so the browser logs no failed request); what matters
+# swapped fragment (see app.views.generate: 200 so the browser logs no failed request); what matters
 # to the user is the visible alert, the kept prompt, and no success signal (which would clear the
 # prompt box). A code request streams: the POST answers with the pending entry, the outcome
 # arrives as the stream's `final` entry, and static/js/app.js clears the prompt box only when that

@@ -23,7 +23,8 @@ import pytest
 import urllib3.util.connection
 from PIL import Image, PngImagePlugin
 
-from app.images import MAX_PIXELS, fetch_image
+from app.images.codec import MAX_PIXELS
+from app.images.fetch import fetch_image
 from app.providers import BadImage
 
 from .conftest import HX, TEST_KEY

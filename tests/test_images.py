@@ -1,4 +1,4 @@
-"""Image handling (app.images) and the offline demo provider's answers and pictures."""
+"""Image handling (app.images: codec, fetch, file store) and the demo provider's answers and pictures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from app.images import MAX_PIXELS, ImageStore, decode_image, fetch_image
+from app.images import FileImageStore
+from app.images.codec import MAX_PIXELS, decode_image
+from app.images.fetch import fetch_image
 from app.providers import BadImage, UpstreamTimeout
 from app.providers.demo import demo_answer, demo_image
 
@@ -37,8 +39,8 @@ def bomb_png() -> bytes:
 
 
 @pytest.fixture
-def store(data_dir: Path) -> ImageStore:
-    return ImageStore(data_dir)
+def store(data_dir: Path) -> FileImageStore:
+    return FileImageStore(data_dir)
 
 
 def new_id() -> str:
@@ -87,7 +89,7 @@ def test_decode_image_enforces_max_pixels_in_a_fresh_process(tmp_path):
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from app.images import decode_image\n"
+        "from app.images.codec import decode_image\n"
         "from app.providers import BadImage\n"
         "try:\n"
         "    decode_image(Path(sys.argv[1]).read_bytes())\n"
@@ -104,7 +106,7 @@ def test_decode_image_enforces_max_pixels_in_a_fresh_process(tmp_path):
     assert result.returncode == 0, "decode_image accepted an image above MAX_PIXELS"
 
 
-# -- ImageStore --------------------------------------------------------------------------------
+# -- FileImageStore ----------------------------------------------------------------------------
 
 
 def test_save_writes_one_png_named_after_the_entry(store):

@@ -1,4 +1,4 @@
-"""Images in S3-compatible object storage (app.images_s3) next to the file store (app.images).
+"""Images in S3-compatible object storage (app.images.s3) next to the file store (app.images.files).
 
 The store contract runs against both backends: files in a temporary DATA_DIR and a real moto S3
 server over HTTP on 127.0.0.1 (the `s3_bucket` fixture). Then the S3 backend's own promises (keys,
@@ -28,8 +28,8 @@ import requests
 from botocore.config import Config
 from PIL import Image
 
-from app.images import BaseImageStore, ImageStore
-from app.images_s3 import S3ImageStore
+from app.images import FileImageStore, ImageStore
+from app.images.s3 import S3ImageStore
 from app.providers import BadImage
 
 from . import services
@@ -96,7 +96,7 @@ class Backend:
     """One image store plus raw access to what it keeps, bypassing its own checks."""
 
     kind: str
-    store: BaseImageStore
+    store: ImageStore
     stored: Callable[[], list[str]]  # every raw name kept (files, or keys below the prefix)
     plant: Callable[[str, bytes], None]  # put raw bytes under a raw name, unvalidated
     watch: Callable[[], contextlib.AbstractContextManager[list[str]]]  # records storage access
@@ -104,7 +104,7 @@ class Backend:
 
 
 def files_backend(data_dir: Path) -> Backend:
-    store = ImageStore(data_dir)
+    store = FileImageStore(data_dir)
     root = store.root
 
     def stored() -> list[str]:

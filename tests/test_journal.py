@@ -1,4 +1,4 @@
-"""The journal under the TinyDB history (app.history.journal, app.history.days): what a write
+"""The journal under the TinyDB history (app.history.tinydb: journal, days): what a write
 costs on disk, torn and damaged records, checkpoints (and crashes in the middle of them), readers
 in other processes, durability before the answer, group commit, upgrading an old DATA_DIR, and
 the word index that lets a fresh server search without reading every day."""
@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from app.files import write_temp
-from app.history import ChatLog, tinydb_store
-from app.history import days as days_module
-from app.history.journal import encode_record
+from app.history import ChatLog
 from app.history.query import parse_query
+from app.history.tinydb import checkpoints
+from app.history.tinydb import days as days_module
+from app.history.tinydb import reader as day_reader
+from app.history.tinydb.journal import encode_record
 
 from .clock import CEST, Clock
 from .disk import journal_records, stored_entries
@@ -248,7 +250,7 @@ def test_a_writer_is_not_held_up_while_a_checkpoint_writes_the_day_document(stor
         finish_writing.wait(timeout=30)  # the document of a very busy day takes its time
         return write_temp(path, data, **kw)
 
-    monkeypatch.setattr(tinydb_store, "write_temp", slow_write_temp)
+    monkeypatch.setattr(checkpoints, "write_temp", slow_write_temp)
     folding = threading.Thread(target=store.checkpoint, args=(DATE,))
     folding.start()
     assert writing.wait(timeout=10)
@@ -270,7 +272,7 @@ def _crash_checkpoint_after(monkeypatch, step: str) -> type[BaseException]:
         pass
 
     if step == "switch":
-        monkeypatch.setattr(tinydb_store, "write_temp", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+        monkeypatch.setattr(checkpoints, "write_temp", lambda *a, **k: (_ for _ in ()).throw(Killed()))
     else:  # the new document is in place, the folded journal not yet removed
         real_unlink = Path.unlink
 
@@ -361,7 +363,7 @@ def test_a_reader_catches_up_by_reading_only_what_was_appended(data_dir, clock, 
     assert reader.count() == 50
     parsed: list[Path] = []
     real = days_module.parse_day_file
-    monkeypatch.setattr(tinydb_store, "parse_day_file", lambda p: (parsed.append(p), real(p))[1])
+    monkeypatch.setattr(day_reader, "parse_day_file", lambda p: (parsed.append(p), real(p))[1])
 
     answered(writer, "new")
 
@@ -377,7 +379,7 @@ def test_a_reader_takes_in_another_process_checkpoint_without_rereading_the_day(
     assert reader.count() == 10
     parsed: list[Path] = []
     real = days_module.parse_day_file
-    monkeypatch.setattr(tinydb_store, "parse_day_file", lambda p: (parsed.append(p), real(p))[1])
+    monkeypatch.setattr(day_reader, "parse_day_file", lambda p: (parsed.append(p), real(p))[1])
 
     writer.checkpoint(DATE)
     answered(writer, "after the fold")
@@ -455,7 +457,7 @@ def month(data_dir: Path) -> Path:
 def _count_day_reads(monkeypatch) -> list[Path]:
     parsed: list[Path] = []
     real = days_module.parse_day_file
-    monkeypatch.setattr(tinydb_store, "parse_day_file", lambda p: (parsed.append(p), real(p))[1])
+    monkeypatch.setattr(day_reader, "parse_day_file", lambda p: (parsed.append(p), real(p))[1])
     return parsed
 
 

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from PIL import Image
 
 from app.history import ChatLog, Entry
-from app.history.sql_store import SQLChatLog
-from app.images import ImageStore
+from app.history.sql import SQLChatLog
+from app.images import FileImageStore
+from app.images.names import stored_url
 
 from .clock import CEST, Clock
 from .services import free_port, s3_client
@@ -68,9 +69,9 @@ def build_history(data_dir: Path) -> Source:
 
     clock.now = DAY_TWO
     picture = log.begin("image", "A red square", "dall-e-3")
-    stored = ImageStore(data_dir).save(picture.id, png_bytes())
+    stored = FileImageStore(data_dir).save(picture.id, png_bytes())
     picture = log.finish(
-        picture, ImageStore.url(stored.name), image_file=stored.name, dimensions=[stored.width, stored.height]
+        picture, stored_url(stored.name), image_file=stored.name, dimensions=[stored.width, stored.height]
     )
     log.stop(log.begin("code", "Stop me", "m"), "half an answ")
 
@@ -327,7 +328,7 @@ def test_a_rerun_brings_copied_entries_up_to_date_and_removes_deleted_images(
     # Meanwhile, on the old server: the pending answer arrives, the image entry is deleted.
     log.finish(pending, "late answer")
     log.delete(source.picture.date, source.picture.index)
-    ImageStore(source.data_dir).delete(source.picture.image_file)
+    FileImageStore(source.data_dir).delete(source.picture.image_file)
 
     again = migrate(cli_app, "--to", pg_url, *images)
 

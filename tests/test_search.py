@@ -248,9 +248,9 @@ def test_more_hits_than_shown_are_announced(demo_client, history):
 def test_ranking_holds_across_the_newest_rows_and_the_older_ones(demo_client, history, monkeypatch):
     # PostgreSQL reads the newest rows in windows, then the older ones through its indexes:
     # with windows of one and three rows, a history of twelve crosses every boundary.
-    from app.history import sql_store
+    from app.history.sql import reads as sql_reads
 
-    monkeypatch.setattr(sql_store, "SEARCH_WINDOWS", (1, 3))
+    monkeypatch.setattr(sql_reads, "SEARCH_WINDOWS", (1, 3))
     made = [
         (history.add(f"heap {n}") if n % 3 == 0 else history.add(f"question {n}", "use a heap"), n % 3 == 0)
         for n in range(12)
@@ -269,7 +269,7 @@ def test_migration_0003_folds_the_text_of_rows_written_before_it(pg_url):
     from alembic import command
     from alembic.config import Config
 
-    from app.history.sql_store import MIGRATIONS, SQLChatLog, sqlalchemy_url
+    from app.history.sql import MIGRATIONS, SQLChatLog, sqlalchemy_url
 
     engine = sa.create_engine(sqlalchemy_url(pg_url))
     config = Config()

@@ -807,7 +807,7 @@ def test_password_is_written_to_no_file_under_data_dir(secret_tour, data_dir):
     assert [p for p in files if KEY_SHAPED_PASSWORD.encode() in p.read_bytes()] == []
 
 
-@pytest.mark.parametrize("name", ["app", "app.web", "app.generation", "app.history", "app.auth", "openai"])
+@pytest.mark.parametrize("name", ["app", "app.images", "app.generation", "app.history", "app.auth", "openai"])
 def test_key_shaped_string_logged_by_any_app_logger_is_redacted(demo_app, data_dir, name):
     logging.getLogger(name).error("leaked sk-live-abcdefghijklmnop1234 here")
 
@@ -1192,7 +1192,7 @@ def test_ansi_escapes_in_an_upstream_error_are_escaped_in_the_log(make_app, upst
 
 def test_name_and_date_patterns_refuse_a_trailing_newline():
     from app.history import parse_cursor
-    from app.images import NAME_RE
+    from app.images.names import NAME_RE
 
     assert NAME_RE.match("0" * 32 + ".png\n") is None
     assert parse_cursor("2024-01-01\n/3") is None

@@ -38,7 +38,7 @@ import redis
 import requests
 from PIL import Image
 
-from app.history.sql_store import SQLChatLog
+from app.history.sql import SQLChatLog
 
 from . import services
 from .conftest import HX, TEST_KEY, sse_events

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import urllib3.util.connection
 
-from app.images import fetch_image
+from app.images.fetch import fetch_image
 from app.providers import BadImage
 
 from .upstream import Reply, png_bytes
@@ -340,7 +340,7 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(
     tls_listener, resolver, connections, monkeypatch
 ):
     server, names, ca = tls_listener
-    monkeypatch.setattr("app.images.CA_CERTS", ca)
+    monkeypatch.setattr("app.images.fetch.CA_CERTS", ca)
     resolver.answers["images.test"] = ["127.0.0.1", "10.20.30.40"]
     origin = f"https://images.test:{server.port}"
 
@@ -354,7 +354,7 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(
 
 def test_https_certificate_for_another_name_is_refused(tls_listener, resolver, monkeypatch):
     server, _names, ca = tls_listener
-    monkeypatch.setattr("app.images.CA_CERTS", ca)
+    monkeypatch.setattr("app.images.fetch.CA_CERTS", ca)
     resolver.answers["other.test"] = ["127.0.0.1"]
     origin = f"https://other.test:{server.port}"
 

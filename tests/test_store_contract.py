@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable
-from app.history.sql_store import SQLChatLog, sqlalchemy_url
+from app.history.sql import SQLChatLog, sqlalchemy_url
 
 from .clock import CEST, Clock
 from .conftest import BACKENDS

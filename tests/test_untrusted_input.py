@@ -11,7 +11,7 @@ import os
 import pytest
 from PIL import Image
 
-from app.images import MAX_DOWNLOAD_BYTES
+from app.images.fetch import MAX_DOWNLOAD_BYTES
 from app.rendering import render_markdown
 
 from .conftest import HX, TEST_KEY, htmx_generate_code
@@ -206,7 +206,7 @@ def test_cli_import_of_a_deeply_nested_file_fails_with_a_message(demo_app, tmp_p
 
 
 def test_import_with_too_many_rows_names_the_limit(demo_app, monkeypatch):
-    monkeypatch.setattr("app.importing.MAX_IMPORT_ROWS", 5)
+    monkeypatch.setattr("app.services.importing.MAX_IMPORT_ROWS", 5)
     rows = [{"prompt": f"p{n}", "response": "r"} for n in range(6)]
 
     response = upload(demo_app.test_client(), json.dumps({"2024-01-01": rows}).encode())

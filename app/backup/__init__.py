@@ -5,7 +5,8 @@ backup a day in BACKUP_DIR.
 - `archive`: writing the ZIP, streamed.
 - `restore`: checking and restoring one.
 - `daily`: the daily backups the upkeep thread writes.
-- `views`: the routes.
+
+The routes are app.views.transfer.
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipFile, ZipInfo
 
-from ..history import Entry, HistoryStore, Permalink
-from ..images import BaseImageStore
+from ..history import Entry, HistoryStore
+from ..images import ImageStore
+from ..services.exports import compact_json, conversations, download_name, seed_json
 
 FORMAT = "flask-chat-backup"
 FORMAT_VERSION = 1
@@ -36,10 +37,6 @@ HISTORY_HEAD = '{"format":"flask-chat-history","version":1,"entries":[\n'
 CHUNK = 256 * 1024  # bytes handed to the response (or file) at a time
 
 Render = Callable[[Entry, str, str], str]  # a turn as Markdown: entry, heading, image folder
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Sink(io.RawIOBase):
@@ -81,7 +78,7 @@ class Counts:
 class BackupWriter:
     """Streams the ZIP of one store and image store (see the module docstring)."""
 
-    def __init__(self, store: HistoryStore, images: BaseImageStore, turn: Render, app_version: str) -> None:
+    def __init__(self, store: HistoryStore, images: ImageStore, turn: Render, app_version: str) -> None:
         self.store = store
         self.images = images
         self.turn = turn
@@ -93,7 +90,7 @@ class BackupWriter:
     def chunks(self) -> Iterator[bytes]:
         """The ZIP's bytes, a chunk at a time."""
         yield from self._member("history.json", self._history())
-        yield from self._member("chatlog.json", self._seed())
+        yield from self._member("chatlog.json", seed_json(self.store, newline="\n"))
         yield from self._markdown()
         for name in self.images.names():
             self.counts.images += 1
@@ -131,46 +128,24 @@ class BackupWriter:
                 entry = Entry.from_dict(raw)
                 self.counts.entries += 1
                 self.counts.deleted += entry.deleted
-                yield ("" if first else ",\n") + _json(entry.to_dict())
+                yield ("" if first else ",\n") + compact_json(entry.to_dict())
                 first = False
-        yield ("" if first else "\n") + "],\n" + '"next_index":' + _json(next_index) + "}\n"
-
-    def _seed(self) -> Iterator[str]:
-        current = None
-        for date, row in self.store.iter_seed():
-            if date != current:
-                yield ("{" if current is None else "],\n") + _json(date) + ":[\n" + _json(row)
-                current = date
-            else:
-                yield ",\n" + _json(row)
-        yield ("{" if current is None else "]") + "}\n"
+        yield ("" if first else "\n") + "],\n" + '"next_index":' + compact_json(next_index) + "}\n"
 
     def _markdown(self) -> Iterator[bytes]:
         """One file per conversation: its first turn, then the later ones in order."""
-        later: dict[str, list[Permalink]] = {}
-        for raw in self.store.iter_entries(newest_first=False):
-            if raw.get("root"):
-                later.setdefault(raw["root"], []).append(Permalink(raw["date"], raw["index"]))
-        for raw in self.store.iter_entries(newest_first=False):
-            entry = Entry.from_dict(raw)
-            if entry.root in later and self._live(entry.root):
+        for first, turns in conversations(self.store):
+            if turns is None:
                 continue  # written in its conversation's file
             self.counts.conversations += 1
-            name = f"markdown/{entry.date}-{entry.index}-{slug(entry.prompt)}.md"
-            yield from self._member(name, self._conversation(entry, later.get(entry.permalink, [])))
+            name = f"markdown/{first.date}-{first.index}-{slug(first.prompt)}.md"
+            yield from self._member(name, self._conversation(first, turns))
 
-    def _conversation(self, first: Entry, turns: list[Permalink]) -> Iterator[str]:
+    def _conversation(self, first: Entry, turns: Iterator[Entry]) -> Iterator[str]:
         yield f"# {first.date} #{first.index}\n\n"
         yield self.turn(first, "##", "../images/") + "\n"
-        for permalink in turns:
-            follow = self.store.get(*permalink)
-            if follow is not None and not follow.deleted:
-                yield self.turn(follow, "### ↳", "../images/") + "\n"
-
-    def _live(self, permalink: str | None) -> bool:
-        target = Permalink.parse(permalink)
-        entry = self.store.get(*target) if target else None
-        return entry is not None and not entry.deleted
+        for follow in turns:
+            yield self.turn(follow, "### ↳", "../images/") + "\n"
 
     def _manifest(self) -> bytes:
         counts = self.counts
@@ -194,6 +169,5 @@ class BackupWriter:
 
 def slug(text: str, limit: int = 50) -> str:
     """A short ASCII file-name part from a prompt (`a-red-fox-in-the-snow`)."""
-    from ..web import download_name  # one slug rule for every file name made from a prompt
-
+    # One slug rule for every file name made from a prompt.
     return download_name(text[:200], "x").removesuffix(".x")[:limit].rstrip("-") or "entry"

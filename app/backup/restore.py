@@ -26,7 +26,9 @@ from zipfile import BadZipFile, ZipFile, ZipInfo
 from ..history import HistoryStore, is_date
 from ..history.model import KINDS, Entry
 from ..i18n import N_
-from ..images import NAME_RE, PNG_SIGNATURE, BaseImageStore
+from ..images import ImageStore
+from ..images.codec import PNG_SIGNATURE
+from ..images.names import is_image_name
 from .archive import FORMAT, FORMAT_VERSION
 
 BATCH = 500  # entries per store call
@@ -81,7 +83,7 @@ def _members(archive: ZipFile) -> dict[str, ZipInfo]:
         name = info.filename
         if name.startswith("/") or "\\" in name or ".." in name.split("/") or not _MEMBER.fullmatch(name):
             raise BackupRefused(N_("The ZIP holds %(name)s, which is not part of a backup."), name=name)
-        if name.startswith("images/") and not NAME_RE.fullmatch(name.removeprefix("images/")):
+        if name.startswith("images/") and not is_image_name(name.removeprefix("images/")):
             raise BackupRefused(
                 N_("The ZIP holds %(name)s, which is not an image name of this app."), name=name
             )
@@ -165,7 +167,7 @@ def _entry(line: bytes, number: int) -> dict[str, Any]:
         and entry.kind in KINDS
         and isinstance(entry.prompt, str)
         and isinstance(entry.response, str)
-        and (entry.image_file is None or NAME_RE.fullmatch(str(entry.image_file)) is not None)
+        and (entry.image_file is None or is_image_name(str(entry.image_file)))
     )
     if not ok:
         raise BackupRefused(
@@ -255,7 +257,7 @@ def _verify(archive: ZipFile, members: dict[str, ZipInfo], manifest: dict[str, A
 def _put_images(
     archive: ZipFile,
     members: dict[str, ZipInfo],
-    images: BaseImageStore,
+    images: ImageStore,
     report: RestoreReport,
     step: Progress,
 ) -> None:
@@ -303,7 +305,7 @@ def planned_steps(source: str | IO[bytes]) -> int:
 
 
 def restore(
-    source: str | IO[bytes], store: HistoryStore, images: BaseImageStore, step: Progress = lambda n: None
+    source: str | IO[bytes], store: HistoryStore, images: ImageStore, step: Progress = lambda n: None
 ) -> RestoreReport:
     """Check the backup in `source` (a path or a seekable file) whole, then restore it (see the
     module docstring). Raises BackupRefused, with nothing changed, for a damaged or foreign one."""

@@ -4,12 +4,12 @@
 - `store`: the HistoryStore protocol (every method the app calls) and the behaviour both engines
   share.
 - `query`: what a search means (words, phrases, filters, ranking), the same for both engines.
-- `tinydb_store`: the default engine, TinyDB day documents in DATA_DIR under an append-only
-  journal (`days`, `journal`), with a word index per day for search (`search`).
-- `sql_store`: PostgreSQL, for several app servers.
+- `tinydb/`: the default engine, TinyDB day documents in DATA_DIR under an append-only journal,
+  with a word index per day for search.
+- `sql/`: PostgreSQL, for several app servers.
 - `seed`: the original project's chatlog.json format; `claims`: who streams a pending answer.
 
-Only `tinydb_store`/`days` read and write the TinyDB documents, and only `sql_store` and `claims`
+Only `tinydb/` reads and writes the TinyDB documents, and only `sql/` and `claims`
 talk SQL.
 """
 
@@ -29,7 +29,7 @@ from .model import (
     parse_cursor,
 )
 from .store import HistoryStore
-from .tinydb_store import ChatLog
+from .tinydb import ChatLog
 
 __all__ = [
     "DATE_RE",

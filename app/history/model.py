@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..images.names import stored_url
+
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 KINDS = ("code", "image")
 
@@ -123,26 +125,12 @@ class Entry:
     @property
     def input_image_url(self) -> str | None:
         """The same-origin URL of the picture sent with the prompt, or None."""
-        return f"/images/{self.input_image}" if self.input_image else None
-
-    @property
-    def input_thumb_url(self) -> str | None:
-        """The thumbnail of the picture sent with the prompt, or None."""
-        return (
-            "/images/" + self.input_image.removesuffix(".png") + ".thumb.webp" if self.input_image else None
-        )
+        return stored_url(self.input_image) if self.input_image else None
 
     @property
     def image_url(self) -> str | None:
         """The same-origin URL of this entry's image, or None when it has none (any more)."""
         return self.response if self.kind == "image" and self.image_file else None
-
-    @property
-    def thumb_url(self) -> str | None:
-        """The thumbnail's URL (images stored before thumbnails existed have none)."""
-        if not self.image_url or not self.image_file:
-            return None
-        return "/images/" + self.image_file.removesuffix(".png") + ".thumb.webp"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:

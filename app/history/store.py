@@ -29,12 +29,20 @@ class ImportResult:
     conflicts: list[str] = field(default_factory=list)
     orphaned_images: list[str] = field(default_factory=list)  # replaced or deleted by the copy
 
+    def add(self, other: ImportResult) -> None:
+        """Count another batch's result in this one."""
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.conflicts += other.conflicts
+        self.orphaned_images += other.orphaned_images
+
 
 class HistoryStore(Protocol):
     """What the routes, the generator and the CLI use of a history, whatever its engine.
 
-    Engines: :class:`app.history.tinydb_store.ChatLog` (TinyDB day documents under a journal in
-    DATA_DIR, the default) and :class:`app.history.sql_store.SQLChatLog` (PostgreSQL).
+    Engines: :class:`app.history.tinydb.ChatLog` (TinyDB day documents under a journal in
+    DATA_DIR, the default) and :class:`app.history.sql.SQLChatLog` (PostgreSQL).
     """
 
     backend: str
@@ -190,6 +198,11 @@ class StoreBase:
         self.clock: Clock = clock or (lambda: datetime.now().astimezone())
 
     # -- primitives each engine provides
+    def _insert(self, entry: Entry, parent: Entry | None, replaces: Entry | None) -> Entry:
+        """Store a new entry (`_new_entry`) at its day's next index, counting the follow-up on
+        `parent` and marking the conversation branched for `replaces`; returns it."""
+        raise NotImplementedError
+
     def _update(self, entry: Entry, **changes: Any) -> Entry:
         raise NotImplementedError
 
@@ -202,6 +215,20 @@ class StoreBase:
         raise NotImplementedError
 
     # -- shared behaviour
+    def begin(
+        self,
+        kind: str,
+        prompt: str,
+        model: str,
+        *,
+        demo: bool = False,
+        parent: Entry | None = None,
+        replaces: Entry | None = None,
+        input_image: str | None = None,
+    ) -> Entry:
+        entry = self._new_entry(kind, prompt, model, demo, parent, replaces, input_image)
+        return self._insert(entry, parent, replaces)
+
     def _new_entry(
         self,
         kind: str,

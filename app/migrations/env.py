@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection the app hands over (app.history.sql_store).
+"""Alembic environment: migrations run on the connection the app hands over (app.history.sql).
 
 The app upgrades the schema itself when it starts; by hand it is
 `flask --app app upgrade-history` (same code path).

@@ -24,10 +24,11 @@ class TextAnswer:
 
 @dataclass(frozen=True)
 class ImageAnswer:
-    """A generated image: raw bytes (from `b64_json` or drawn locally) or a URL still to fetch."""
+    """A generated image: its bytes, decoded from `b64_json`, drawn locally, or fetched from
+    the URL the upstream handed back (`url`, kept for the log)."""
 
     model: str
-    data: bytes | None = None
+    data: bytes
     url: str | None = None
     revised_prompt: str | None = None
 
@@ -149,7 +150,8 @@ class Provider(Protocol):
         """Start a streamed answer; raises UpstreamError if the upstream refuses to start."""
 
     def generate_image(self, prompt: str, options: ImageOptions, timeout: float | None = None) -> ImageAnswer:
-        """Generate one image for `prompt` with the (validated) size, quality and style."""
+        """Generate one image for `prompt` with the (validated) size, quality and style; its
+        bytes, fetched within `timeout` when the upstream answers with a URL."""
 
     def edit_image(
         self, prompt: str, image: bytes, options: ImageOptions, timeout: float | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from ..config import Settings
 from ..i18n import N_
 from ..image_options import ImageOptions
-from ..images import MAX_DOWNLOAD_BYTES
+from ..images.fetch import MAX_DOWNLOAD_BYTES, fetch_image, redact_url
 from . import (
     AuthFailed,
     BadImage,
@@ -244,6 +245,8 @@ class OpenAIProvider:
     def __init__(self, settings: Settings) -> None:
         self.chat_model = settings.chat_model
         self.image_model = settings.image_model
+        self.timeout = settings.upstream_timeout
+        self.base_url = settings.openai_base_url  # its host may be private: a local model server
         # Retries are off: a retry must fit inside UPSTREAM_TIMEOUT, and the user should hear
         # about a rate limit at once instead of waiting out a long Retry-After.
         self.client = openai.OpenAI(
@@ -299,9 +302,10 @@ class OpenAIProvider:
         """One image; the answer carries either decoded `b64_json` bytes or the URL to fetch."""
         params: dict[str, Any] = {"model": self.image_model, "prompt": prompt, "size": options.size, "n": 1}
         params.update((k, v) for k, v in (("quality", options.quality), ("style", options.style)) if v)
+        deadline = time.monotonic() + (timeout or self.timeout)
         with translate_errors("Image generation"):
             result = self.client.images.generate(**params, timeout=timeout)
-        return self._image(result)
+        return self._image(result, deadline)
 
     def edit_image(
         self, prompt: str, image: bytes, options: ImageOptions, timeout: float | None = None
@@ -316,12 +320,14 @@ class OpenAIProvider:
         }
         if options.quality:
             params["quality"] = options.quality
+        deadline = time.monotonic() + (timeout or self.timeout)
         with translate_errors("Image edit"):
             result = self.client.images.edit(**params, timeout=timeout)
-        return self._image(result)
+        return self._image(result, deadline)
 
-    def _image(self, result: Any) -> ImageAnswer:
-        """The first image of an images answer: decoded `b64_json` bytes, or the URL to fetch."""
+    def _image(self, result: Any, deadline: float) -> ImageAnswer:
+        """The first image of an images answer: decoded `b64_json` bytes, or the bytes behind
+        its URL, fetched (app.images.fetch) by `deadline`."""
         if not result.data:
             log.error("Kein Bild in der Antwort gefunden.")
             raise BadImage(N_("The upstream returned no image."))
@@ -337,6 +343,10 @@ class OpenAIProvider:
                 raise BadImage("The upstream's image data is not valid base64.") from None
             return ImageAnswer(model=self.image_model, data=data, revised_prompt=revised)
         if item.url:
-            return ImageAnswer(model=self.image_model, url=item.url, revised_prompt=revised)
+            log.debug("Bild-URL: %s", redact_url(item.url))
+            data = fetch_image(
+                item.url, timeout=max(1.0, deadline - time.monotonic()), trusted_upstream=self.base_url
+            )
+            return ImageAnswer(model=self.image_model, data=data, url=item.url, revised_prompt=revised)
         log.error("Kein Bild in der Antwort gefunden.")
         raise BadImage(N_("The upstream returned no image."))

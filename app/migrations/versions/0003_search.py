@@ -13,7 +13,7 @@ Create Date: 2026-12-01
 import sqlalchemy as sa
 from alembic import op
 
-from app.history.sql_store import search_columns
+from app.history.sql import search_columns
 
 revision = "0003"
 down_revision = "0002"
