@@ -155,9 +155,11 @@ def _guesses() -> GuessLimit:
 
 
 def _too_many_guesses(wait: int):
-    message = (
-        f"Too many failed password attempts (the limit is {_guesses().rate}). "
-        f"Please try again in {wait} seconds."
+    message = N_(
+        "Too many failed password attempts (the limit is %(limit)s). "
+        "Please try again in %(seconds)s seconds.",
+        limit=_guesses().rate,
+        seconds=wait,
     )
     if request.blueprint == "auth" and request.method == "POST":
         response = make_response(render_template("login.html", next="", error=message), 429)
@@ -201,7 +203,7 @@ def _same_site_violation() -> str | None:
 def _deny(status: int, message: str):
     from .web import error_response  # the one place that shapes errors for each kind of client
 
-    return error_response(status, message, "Forbidden" if status == 403 else "Login required")
+    return error_response(status, message, N_("Forbidden") if status == 403 else N_("Login required"))
 
 
 def check_request():

@@ -29,6 +29,8 @@ from .history import Entry, HistoryStore, HistoryUnavailable, Permalink
 from .i18n import N_
 from .image_options import ImageOptions
 from .images import BaseImageStore, ImageStoreUnavailable, StoredImage, fetch_image, redact_url
+from .messages import failure as failure_message
+from .messages import message_of
 from .models import ModelCatalog
 from .providers import (
     ConnectionDropped,
@@ -56,7 +58,7 @@ POLL_SECONDS = 0.25  # how often a stream streamed by another process is looked 
 RUN_KEPT = 60.0  # seconds a finished run's events stay to be replayed
 
 
-INTERRUPTED = N_("The answer was interrupted before it finished. Use Retry to ask again.")
+INTERRUPTED = failure_message("interrupted")
 
 
 def _age(entry: Entry) -> float:
@@ -94,8 +96,8 @@ class DailyCapReached(Exception):
     """DAILY_REQUEST_CAP generations were made today; `message` says so (HTTP 429)."""
 
     def __init__(self, cap: int) -> None:
-        self.message = (
-            f"The daily limit of {cap} generations is reached. It resets at midnight (server time)."
+        self.message = N_(
+            "The daily limit of %(cap)s generations is reached. It resets at midnight (server time).", cap=cap
         )
         super().__init__(self.message)
 
@@ -129,7 +131,13 @@ def clean_prompt(raw: object, max_chars: int) -> str:
     if not prompt:
         raise PromptError(N_("Please enter a prompt."))
     if len(prompt) > max_chars:
-        raise PromptError(f"The prompt is too long ({len(prompt)} characters; the limit is {max_chars}).")
+        raise PromptError(
+            N_(
+                "The prompt is too long (%(n)s characters; the limit is %(limit)s).",
+                n=len(prompt),
+                limit=max_chars,
+            )
+        )
     return prompt
 
 
@@ -221,7 +229,7 @@ class Generator:
         for attempt in range(retries + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise UpstreamTimeout("The upstream did not answer in time. Try again later.")
+                raise UpstreamTimeout(failure_message("timeout"))
             try:
                 return call(remaining)
             except RETRYABLE as error:
@@ -326,9 +334,7 @@ class Generator:
             raise self._fail(entry, error, started) from None
         except Exception:
             log.exception("Chat generation failed unexpectedly")
-            raise self._fail(
-                entry, UpstreamError(N_("Something went wrong while generating the answer.")), started
-            ) from None
+            raise self._fail(entry, UpstreamError(failure_message("answer_failed")), started) from None
         log.debug(
             "Antwort von OpenAI erhalten: chat answer, model %s, %d characters, usage %s",
             answer.model,
@@ -532,20 +538,18 @@ class Generator:
                     break
                 if time.monotonic() > deadline:
                     stream.close()
-                    raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
+                    raise UpstreamTimeout(failure_message("unfinished_in_time"))
             watchdog.cancel()
             if record is None and time.monotonic() > deadline:
-                raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
+                raise UpstreamTimeout(failure_message("unfinished_in_time"))
             if record is None:
                 text = "".join(parts)
                 if finish_reason == "content_filter":
-                    raise Refused(N_("The upstream's content filter stopped this answer."))
+                    raise Refused(failure_message("content_filter"))
                 if finish_reason is None:
-                    raise IncompleteAnswer(
-                        N_("The upstream connection ended before the answer was complete.")
-                    )
+                    raise IncompleteAnswer(failure_message("ended_early"))
                 if not text.strip():
-                    raise EmptyAnswer(N_("The upstream returned an empty answer."))
+                    raise EmptyAnswer(failure_message("empty_answer"))
                 log.debug(
                     "Antwort von OpenAI erhalten: chat stream, model %s, %d characters, usage %s",
                     model,
@@ -562,7 +566,7 @@ class Generator:
         except Exception:
             log.exception("Chat stream failed unexpectedly")
             failure = UpstreamError.kind
-            message = N_("Something went wrong while generating the answer.")
+            message = failure_message("answer_failed")
             record = partial(self.chatlog.fail, entry, message, partial="".join(parts))
         try:
             outcome = self._record(record)
@@ -571,7 +575,7 @@ class Generator:
             # with Retry, when it is next opened. The browser is told what happened now.
             if not isinstance(e, HistoryUnavailable):
                 log.exception("Storing the answer failed")
-            message = N_("The answer could not be saved because the history database cannot be reached.")
+            message = failure_message("not_saved")
             outcome = replace(entry, status="failed", error=message, response="".join(parts))
             failure = "not_saved"
         else:
@@ -633,7 +637,7 @@ class Generator:
                 self.provider.image_model, self.settings.image_size, size, quality, style
             )
         except ValueError as e:
-            raise PromptError(str(e)) from None
+            raise PromptError(message_of(e)) from None
 
     def generate_image(
         self,
@@ -671,15 +675,11 @@ class Generator:
             raise self._fail(entry, error, started) from None
         except ImageStoreUnavailable:
             log.error("Fehler bei der Bildgenerierung: the image store cannot be reached")
-            message = N_(
-                "The image store cannot be reached, so the image was not saved. Try again in a moment."
-            )
+            message = failure_message("image_not_stored")
             raise self._fail(entry, ImageNotStored(message), started) from None
         except Exception as e:
             log.exception("Fehler bei der Bildgenerierung: %s", type(e).__name__)
-            raise self._fail(
-                entry, UpstreamError(N_("Something went wrong while generating the image.")), started
-            ) from None
+            raise self._fail(entry, UpstreamError(failure_message("image_failed")), started) from None
         finished = self._record(
             partial(
                 self.chatlog.finish,

@@ -41,6 +41,7 @@ from .history.query import QueryError, parse_query
 from .i18n import N_
 from .images import ImageStoreUnavailable
 from .importing import import_chatlog as import_chatlog_text
+from .messages import message_of
 from .rendering import code_blocks
 from .security import limit_retry_after
 from .snippets import Marker, hits
@@ -215,7 +216,7 @@ def regenerate_entry(date: str, index: int):
         if htmx:
             return _refused(e)
         return error_response(
-            429 if isinstance(e, DailyCapReached) else e.status, e.message, "Not regenerated"
+            429 if isinstance(e, DailyCapReached) else e.status, e.message, N_("Not regenerated")
         )
     except GenerationFailed as failed:
         made = failed.entry
@@ -274,7 +275,7 @@ def sse_event(event: str, html: str) -> str:
 def _existing_entry(date: str, index: int) -> Entry:
     entry = _chatlog().get(date, index)
     if entry is None or entry.deleted:
-        abort(404, description=f"There is no history entry {index} on {date}.")
+        abort(404, description=N_("There is no history entry %(index)s on %(date)s.", index=index, date=date))
     return entry
 
 
@@ -285,7 +286,7 @@ def stream_entry(date: str, index: int):
     upstream twice: a finished or claimed entry just gets its final state."""
     entry = _existing_entry(date, index)
     if entry.kind != "code":
-        abort(404, description="Only code answers are streamed.")
+        abort(404, description=N_("Only code answers are streamed."))
     generator = _generator()
 
     def events() -> Iterator[str]:
@@ -391,7 +392,7 @@ def search_results(text: str):
     except QueryError as e:
         if wants_json():
             return jsonify(error=str(e)), 400
-        found, error = [], str(e)
+        found, error = [], message_of(e)
     else:
         found = hits(entries[:SEARCH_LIMIT], query, text)
     more = len(found) == SEARCH_LIMIT and len(entries) > SEARCH_LIMIT
@@ -511,10 +512,12 @@ def import_chatlog():
             text, _chatlog(), current_app.extensions["images"], current_app.config["SETTINGS"]
         )
     except UnicodeDecodeError:
-        return error_response(400, title="Import failed", message=N_("The file is not UTF-8 text."))
+        return error_response(400, title=N_("Import failed"), message=N_("The file is not UTF-8 text."))
     except ValueError as e:  # ImportFileError included: each names what is wrong
-        return error_response(400, title="Import failed", message=str(e))
-    message = f"Imported {added} entries, skipped {skipped} already present."
+        return error_response(400, title=N_("Import failed"), message=message_of(e))
+    message = N_(
+        "Imported %(added)s entries, skipped %(skipped)s already present.", added=added, skipped=skipped
+    )
     if htmx:
         body = render_template("partials/_notice.html", message=message)
         return make_response(body, 200, {"HX-Trigger": "history-changed"})
@@ -566,7 +569,7 @@ def _turn_fields(entry: Entry) -> dict[str, Any]:
 def view_entry(date: str, index: int):
     entry = _chatlog().get(date, index)
     if entry is None:
-        abort(404, description=f"There is no history entry {index} on {date}.")
+        abort(404, description=N_("There is no history entry %(index)s on %(date)s.", index=index, date=date))
     if entry.deleted:
         abort(410, description=N_("This history entry was deleted."))
     if wants_json():
@@ -594,7 +597,7 @@ def download_code(date: str, index: int, n: int):
     entry = _existing_entry(date, index)
     blocks = code_blocks(entry.response) if entry.kind == "code" else []
     if not 1 <= n <= len(blocks):
-        abort(404, description="This answer has no such code block.")
+        abort(404, description=N_("This answer has no such code block."))
     block = blocks[n - 1]
     response = Response(block.code, mimetype="text/plain")
     response.headers["Content-Disposition"] = f'attachment; filename="{block.filename}"'
@@ -632,7 +635,7 @@ def _deleted(entries: list[Entry], message: str, removed: set[str]):
 def delete_entry(date: str, index: int):
     existing = _chatlog().get(date, index)
     if existing is None:
-        abort(404, description=f"There is no history entry {index} on {date}.")
+        abort(404, description=N_("There is no history entry %(index)s on %(date)s.", index=index, date=date))
     if existing.deleted:
         abort(410, description=N_("This history entry was already deleted."))
     removed = _remove_images([existing])
@@ -650,8 +653,8 @@ def delete_day(date: str):
         removed = _remove_images(live)
     deleted = _chatlog().delete_day(date) if is_date(date) else []
     if not deleted:
-        abort(404, description=f"There are no history entries on {date}.")
-    return _deleted(deleted, f"Deleted {len(deleted)} entries of {date}.", removed)
+        abort(404, description=N_("There are no history entries on %(date)s.", date=date))
+    return _deleted(deleted, N_("Deleted %(n)s entries of %(date)s.", n=len(deleted), date=date), removed)
 
 
 @bp.get("/images/<name>")
@@ -687,13 +690,13 @@ def download_image(date: str, index: int):
     """An entry's image as a download named after its prompt."""
     entry = _existing_entry(date, index)
     if entry.kind != "image" or not entry.image_file:
-        abort(404, description="This entry has no image (any more).")
+        abort(404, description=N_("This entry has no image (any more)."))
     try:
         return current_app.extensions["images"].serve(
             entry.image_file, download_name=download_name(entry.prompt, "png")
         )
     except (FileNotFoundError, ValueError):
-        abort(404, description="This entry has no image (any more).")
+        abort(404, description=N_("This entry has no image (any more)."))
 
 
 @bp.get("/images")
@@ -810,7 +813,7 @@ def image_store_unavailable(error: ImageStoreUnavailable):
 
 
 def _unavailable(message: str):
-    response = make_response(error_response(503, message, "Service Unavailable"))
+    response = make_response(error_response(503, message, N_("Service Unavailable")))
     response.headers["Retry-After"] = "5"
     return response
 
@@ -823,12 +826,22 @@ def http_error(error: HTTPException):
         message = N_("The request is too large.")
     elif status == 429:
         wait = limit_retry_after()
-        when = f"in {wait} seconds" if wait else "in a moment"
-        message = f"Too many requests (the limit is {error.description}). Please try again {when}."
+        message = (
+            N_(
+                "Too many requests (the limit is %(limit)s). Please try again in %(seconds)s seconds.",
+                limit=error.description,
+                seconds=wait,
+            )
+            if wait
+            else N_(
+                "Too many requests (the limit is %(limit)s). Please try again in a moment.",
+                limit=error.description,
+            )
+        )
         response = make_response(error_response(status, message, error.name))
         if wait:
             response.headers["Retry-After"] = str(wait)
         return response
     elif status == 405:
-        message = f"{request.method} is not allowed here."
+        message = N_("%(method)s is not allowed here.", method=request.method)
     return error_response(status, message, error.name)

@@ -31,11 +31,13 @@ def restore_upload():
     request.max_content_length = RESTORE_MAX_BYTES
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return error_response(400, title="Restore failed", message=N_("Choose a backup ZIP file to restore."))
+        return error_response(
+            400, title=N_("Restore failed"), message=N_("Choose a backup ZIP file to restore.")
+        )
     try:
         report = restore(upload.stream, current_app.extensions["chatlog"], current_app.extensions["images"])
     except BackupRefused as e:
-        return error_response(400, title="Restore failed", message=e.translated())
+        return error_response(400, title=N_("Restore failed"), message=e.message)
     if htmx:
         body = render_template("partials/_restore_result.html", report=report)
         return make_response(body, 200, {"HX-Trigger": "history-changed"})
