@@ -576,7 +576,9 @@ class Generator:
             if not isinstance(e, HistoryUnavailable):
                 log.exception("Storing the answer failed")
             message = failure_message("not_saved")
-            outcome = replace(entry, status="failed", error=message, response="".join(parts))
+            outcome = replace(
+                entry, status="failed", error=message, error_kind="not_saved", response="".join(parts)
+            )
             failure = "not_saved"
         else:
             # The answer is stored; a leftover claim only matters to a pending entry.

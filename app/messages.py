@@ -6,8 +6,10 @@ marks a message for the catalogue (`make translations` extracts every `N_`) and 
 carry, that also keeps its catalogue id and values, so pages and htmx fragments show it in the
 reader's language (`app.i18n.translate`, the templates' `tr` filter).
 
-FAILURES names every way a generation can fail by a kind, each with its message. Nothing here
-needs a request or Flask.
+A failed entry stores its failure as a kind and values (`Entry.error_kind`, `Entry.error_params`):
+FAILURES names each kind's message, so the entry's page says it in its reader's language, with
+the wording of the version showing it. The English sentence is stored beside them (`error`) for
+the exports and the JSON API. Nothing here needs a request or Flask.
 """
 
 from __future__ import annotations
@@ -119,6 +121,38 @@ def failure(kind: str, /, **values: Any) -> Message:
     message = Message(FAILURES[kind], **values)
     message.kind = kind
     return message
+
+
+def stored_failure(kind: str | None, values: dict[str, Any], sentence: str | None) -> str | None:
+    """The message of an entry's stored failure: from its kind and values; for an entry stored
+    before kinds existed (or by a newer version, with a kind this one does not know), its English
+    sentence, recognised as a kind's message where it is one, else as written."""
+    if kind in FAILURES:
+        try:
+            return failure(kind, **values)
+        except (KeyError, ValueError, TypeError):
+            pass  # values that do not fit the message: its stored sentence says it
+    return recognised(sentence) if sentence else sentence
+
+
+def _pattern(msgid: str) -> re.Pattern[str]:
+    """A message as a pattern that matches its English text with any values."""
+    parts = PLACEHOLDER.split(msgid)  # text, name, text, name, ..., text
+    body = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts))
+    return re.compile(body)
+
+
+_PATTERNS = {kind: _pattern(msgid) for kind, msgid in FAILURES.items() if PLACEHOLDER.search(msgid)}
+
+
+def recognised(sentence: str) -> str:
+    """A failure's English sentence as its message (so it can be translated with its values),
+    or the sentence itself when it is no failure message with values. A fixed sentence is found
+    in the catalogue as it is."""
+    for kind, pattern in _PATTERNS.items():
+        if match := pattern.fullmatch(sentence):
+            return failure(kind, **match.groupdict())
+    return sentence
 
 
 # Error pages show Werkzeug's name of the status as their title, and its description when the

@@ -9,7 +9,8 @@ from datetime import date
 from playwright.sync_api import expect
 
 from . import test_browser
-from .conftest import HX
+from .conftest import HX, TEST_KEY
+from .upstream import Reply, error_body
 
 browser = test_browser.browser
 open_page = test_browser.open_page
@@ -137,3 +138,18 @@ def test_an_unknown_entry_is_a_german_404_page(demo_client):
     assert response.status_code == 404
     text = response.get_data(as_text=True)
     assert "Nicht gefunden" in text and "Am 2024-01-31 gibt es keinen Verlaufseintrag 5." in text
+
+
+def test_an_upstream_failure_stored_on_an_entry_is_shown_in_german_on_its_page(make_app, upstream):
+    upstream.script("/v1/chat/completions", Reply(status=502, json=error_body("bad gateway")))
+    client = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url).test_client()
+    failed = client.post("/generate_code", data={"prompt": "Sort a list"}, headers=GERMAN)
+    assert failed.status_code == 500
+    assert failed.get_json()["error"] == "The upstream had a server error (502). Try again in a moment."
+
+    response = client.get(failed.get_json()["entry"], headers=GERMAN)
+
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "Beim Anbieter ist ein Serverfehler aufgetreten (502). Versuche es gleich noch einmal." in text
+    assert "The upstream had a server error" not in text
