@@ -13,6 +13,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from .messages import N_
+
 
 @click.command("import-chatlog")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
@@ -34,7 +36,9 @@ def import_chatlog(file) -> None:
         )
     except ValueError as e:  # ImportFileError included: each names what is wrong
         raise click.ClickException(f"{file.name}: {e}") from None
-    click.echo(f"Imported {added} entries, skipped {skipped} already present.")
+    click.echo(
+        N_("Imported %(added)s entries, skipped %(skipped)s already present.", added=added, skipped=skipped)
+    )
 
 
 @click.command("export-chatlog")
