@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
-from app.history.sql_store import MIGRATIONS, sqlalchemy_url
 from app.messages import failure
 
 from .conftest import BACKENDS, TEST_KEY
@@ -188,23 +185,19 @@ def test_a_tinydb_day_document_from_before_kinds_is_read_and_shown_in_german(mak
 
 
 @pytest.mark.parametrize("history_backend", ["tinydb"])
-def test_a_postgresql_row_from_revision_0004_gains_the_columns_and_is_shown_in_german(make_app, pg_url):
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0004")
-        conn.execute(
-            sa.text(
-                "INSERT INTO entries (day, idx, id, created_at, kind, prompt, response, model, status,"
-                " error, turn) VALUES ('2026-11-30', 0, :id, '2026-11-30T09:00:00+00:00', 'code',"
-                " 'Sort a list', '', 'm', 'failed', :error, 1)"
-            ),
+def test_a_postgresql_row_from_revision_0004_gains_the_columns_and_is_shown_in_german(
+    make_app, pg_url, pg_at_revision
+):
+    pg_at_revision(
+        "0004",
+        (
+            "INSERT INTO entries (day, idx, id, created_at, kind, prompt, response, model, status,"
+            " error, turn) VALUES ('2026-11-30', 0, :id, '2026-11-30T09:00:00+00:00', 'code',"
+            " 'Sort a list', '', 'm', 'failed', :error, 1)",
             {"id": "a" * 32, "error": "The upstream had a server error (500). Try again in a moment."},
-        )
-        conn.execute(sa.text("INSERT INTO days (day, next_idx) VALUES ('2026-11-30', 1)"))
-    engine.dispose()
+        ),
+        ("INSERT INTO days (day, next_idx) VALUES ('2026-11-30', 1)", {}),
+    )
 
     app = make_app(history_url=pg_url)  # the app upgrades the schema to 0005 as it starts
     stored = app.extensions["chatlog"].get("2026-11-30", 0)
