@@ -112,12 +112,14 @@ bench/lighthouse/node_modules/.package-lock.json: bench/lighthouse/package.json 
 lighthouse: $(VENV)/.dev browser bench/lighthouse/node_modules/.package-lock.json
 	$(PY) -m bench.lighthouse
 
-# After changing UI text: extract the messages, merge them into the German catalogue, apply the
-# German texts from translations/fill_de.py (it fails on any message left untranslated), compile.
+# After changing UI text: extract the messages (babel.cfg: app/ and templates/), merge them into
+# each catalogue, translations/<lang>/LC_MESSAGES/messages.po, which is where the translations are
+# written (existing ones stay; nothing is guessed, so nothing is marked fuzzy), stop naming every
+# message left untranslated or fuzzy or with other placeholders (translations/check.py), compile.
 translations: $(VENV)/.dev
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -o translations/messages.pot --no-location --omit-header .
-	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
-	$(PY) translations/fill_de.py
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching --width 100
+	$(PY) translations/check.py
 	$(BIN)/pybabel compile -d translations
 
 # Regenerate the syntax-highlighting stylesheet (after a Pygments upgrade).

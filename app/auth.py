@@ -185,9 +185,11 @@ def guesses() -> GuessLimit:
 def too_many_guesses(wait: int) -> Response:
     """429: the client's password attempts are used up for `wait` seconds (the login page for
     the login form, JSON for everything else)."""
-    message = (
-        f"Too many failed password attempts (the limit is {guesses().rate}). "
-        f"Please try again in {wait} seconds."
+    message = N_(
+        "Too many failed password attempts (the limit is %(limit)s). "
+        "Please try again in %(seconds)s seconds.",
+        limit=guesses().rate,
+        seconds=wait,
     )
     if request.blueprint == "auth" and request.method == "POST":
         response = make_response(render_template("login.html", next="", error=message), 429)
@@ -231,7 +233,7 @@ def _same_site_violation() -> str | None:
 def _deny(status: int, message: str):
     from .views.plumbing import error_response  # the one place that shapes errors for each client
 
-    return error_response(status, message, "Forbidden" if status == 403 else "Login required")
+    return error_response(status, message, N_("Forbidden") if status == 403 else N_("Login required"))
 
 
 def check_request():

@@ -14,6 +14,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from .messages import N_
+
 if TYPE_CHECKING:  # imported where used: a CLI run needs only its own command's modules
     from .history.sql import SQLChatLog
     from .images import ImageStore
@@ -39,7 +41,9 @@ def import_chatlog(file) -> None:
         )
     except ValueError as e:  # ImportFileError included: each names what is wrong
         raise click.ClickException(f"{file.name}: {e}") from None
-    click.echo(f"Imported {added} entries, skipped {skipped} already present.")
+    click.echo(
+        N_("Imported %(added)s entries, skipped %(skipped)s already present.", added=added, skipped=skipped)
+    )
 
 
 @click.command("export-chatlog")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import IMAGE_SIZES
+from .messages import N_
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ GPT_IMAGE = Capabilities(("1024x1024", "1536x1024", "1024x1536"), ("low", "mediu
 ANY = Capabilities(IMAGE_SIZES)  # other OpenAI-compatible servers: editing is not assumed
 DEMO = Capabilities(IMAGE_SIZES, edits=True)  # the offline demo edits its own way
 EDIT_MODELS = "gpt-image-1, dall-e-2"  # named where editing is offered or refused
+# The options' names as an image entry's tags show them, translated (the `tr` filter): marked here
+# for the catalogue.
+OPTION_NAMES = (N_("size"), N_("quality"), N_("style"))
 
 
 def capabilities(model: str) -> Capabilities:
@@ -64,8 +68,16 @@ def choose(model: str, configured_size: str, size: object, quality: object, styl
         if value in (None, ""):
             return default
         if not isinstance(value, str) or value not in allowed:
-            offered = ", ".join(allowed) if allowed else "none"
-            raise ValueError(f"{model} does not accept {name} {value!r}; it accepts: {offered}.")
+            shown = {"model": model, "option": name, "value": repr(value)}
+            raise ValueError(
+                N_(
+                    "%(model)s does not accept %(option)s %(value)s; it accepts: %(offered)s.",
+                    **shown,
+                    offered=", ".join(allowed),
+                )
+                if allowed
+                else N_("%(model)s does not accept %(option)s %(value)s; it accepts: none.", **shown)
+            )
         return value
 
     return ImageOptions(

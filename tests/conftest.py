@@ -179,6 +179,34 @@ def pg_url(pg_server: services.PgServer) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
+@pytest.fixture
+def pg_at_revision(pg_url: str) -> Callable[..., str]:
+    """Bring the test's database to an older Alembic revision, as an older version of the app left
+    it, and write rows there as that version did: `pg_at_revision("0004", (sql, params), ...)`.
+    Returns the database's URL; an app opened on it upgrades it to the newest revision."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from app.history.sql import MIGRATIONS, sqlalchemy_url
+
+    def migrate(revision: str, *rows: tuple[str, dict[str, Any]]) -> str:
+        engine = sa.create_engine(sqlalchemy_url(pg_url))
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+                for statement, params in rows:
+                    conn.execute(sa.text(statement), params)
+        finally:
+            engine.dispose()
+        return pg_url
+
+    return migrate
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.RedisServer]:
     """A redis-server without persistence; `redis_server.url` is redis://127.0.0.1:PORT/0."""

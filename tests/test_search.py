@@ -262,31 +262,21 @@ def test_ranking_holds_across_the_newest_rows_and_the_older_ones(demo_client, hi
     assert search(demo_client, "heap") == in_prompt + in_answer
 
 
-def test_migration_0003_folds_the_text_of_rows_written_before_it(pg_url):
+def test_migration_0003_folds_the_text_of_rows_written_before_it(pg_url, pg_at_revision):
     # A database at revision 0002 with a row as that version wrote it (only case-folded),
     # upgraded as a server does when it starts: the row is found by its accent-free words.
-    import sqlalchemy as sa
-    from alembic import command
-    from alembic.config import Config
+    from app.history.sql import SQLChatLog
 
-    from app.history.sql import MIGRATIONS, SQLChatLog, sqlalchemy_url
-
-    engine = sa.create_engine(sqlalchemy_url(pg_url))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0002")
-        conn.execute(
-            sa.text(
-                "INSERT INTO entries (day, idx, id, created_at, kind, prompt, response, model, status, "
-                "searchable) VALUES ('2025-01-02', 0, 'a1', '2025-01-02T10:00:00', 'code', "
-                "'Grüße aus München', 'Über alles', 'm', 'done', :old)"
-            ),
+    pg_at_revision(
+        "0002",
+        (
+            "INSERT INTO entries (day, idx, id, created_at, kind, prompt, response, model, status, "
+            "searchable) VALUES ('2025-01-02', 0, 'a1', '2025-01-02T10:00:00', 'code', "
+            "'Grüße aus München', 'Über alles', 'm', 'done', :old)",
             {"old": "grüße aus münchen\x1füber alles"},
-        )
-        conn.execute(sa.text("INSERT INTO days (day, next_idx) VALUES ('2025-01-02', 1)"))
-    engine.dispose()
+        ),
+        ("INSERT INTO days (day, next_idx) VALUES ('2025-01-02', 1)", {}),
+    )
     store = SQLChatLog(pg_url)
     try:
         store.migrate()

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable
 from app.history.sql import SQLChatLog, sqlalchemy_url
+from app.messages import failure
 
 from .clock import CEST, Clock
 from .conftest import BACKENDS
@@ -224,6 +225,35 @@ def test_fail_marks_the_entry_failed_and_keeps_prompt_and_partial_answer(store, 
         "def f(",
         {"total_tokens": 3},
     )
+
+
+def test_fail_with_a_failure_message_stores_its_kind_and_values_beside_the_english_sentence(store, reopen):
+    entry = store.begin("code", "Keep me", "test-model")
+    plain = store.begin("code", "As before", "test-model")
+
+    store.fail(entry, failure("server_error", status=503))
+    store.fail(plain, "The upstream timed out.")
+
+    stored, stored_plain = (reopen().get(e.date, e.index) for e in (entry, plain))
+    assert (stored.error, stored.error_kind, stored.error_params) == (
+        "The upstream had a server error (503). Try again in a moment.",
+        "server_error",
+        {"status": 503},
+    )
+    assert (stored_plain.error, stored_plain.error_kind, stored_plain.error_params) == (
+        "The upstream timed out.",
+        None,
+        {},
+    )
+
+
+def test_a_deleted_failed_entry_keeps_no_failure(store, reopen):
+    entry = store.fail(store.begin("code", "Delete me", "test-model"), failure("server_error", status=500))
+
+    store.delete(entry.date, entry.index)
+
+    tomb = reopen().get(entry.date, entry.index)
+    assert (tomb.deleted, tomb.error, tomb.error_kind, tomb.error_params) == (True, None, None, {})
 
 
 def test_stop_marks_the_entry_stopped_and_keeps_the_partial_answer(store, reopen):

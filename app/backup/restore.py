@@ -29,6 +29,7 @@ from ..i18n import N_
 from ..images import ImageStore
 from ..images.codec import PNG_SIGNATURE
 from ..images.names import is_image_name
+from ..messages import Message
 from .archive import FORMAT, FORMAT_VERSION
 
 BATCH = 500  # entries per store call
@@ -48,18 +49,12 @@ Progress = Callable[[int], None]
 class BackupRefused(ValueError):
     """The file is not a backup this app can restore; the message says why. Nothing changed.
 
-    `message` is a catalogue message with named placeholders, filled from `values`."""
+    `message` is a catalogue message with named placeholders, filled from `values`: English in
+    the exception's text (the CLI, JSON), in the reader's language on a page (the `tr` filter)."""
 
     def __init__(self, message: str, **values: object) -> None:
-        super().__init__(message % values if values else message)
-        self.message, self.values = message, values
-
-    def translated(self) -> str:
-        """The message in the request's language (for the UI)."""
-        from ..i18n import translate
-
-        text = translate(self.message)
-        return text % self.values if self.values else text
+        self.message = Message(message, **values)
+        super().__init__(self.message)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..history import Entry, HistoryStore, HistoryUnavailable, Permalink
 from ..i18n import N_
 from ..images import ImageStore, inputs
+from ..messages import failure as failure_message
 from ..providers import (
     ConnectionDropped,
     Provider,
@@ -65,7 +66,13 @@ def clean_prompt(raw: object, max_chars: int) -> str:
     if not prompt:
         raise PromptError(N_("Please enter a prompt."))
     if len(prompt) > max_chars:
-        raise PromptError(f"The prompt is too long ({len(prompt)} characters; the limit is {max_chars}).")
+        raise PromptError(
+            N_(
+                "The prompt is too long (%(n)s characters; the limit is %(limit)s).",
+                n=len(prompt),
+                limit=max_chars,
+            )
+        )
     return prompt
 
 
@@ -145,7 +152,7 @@ class GeneratorBase:
         for attempt in range(retries + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise UpstreamTimeout("The upstream did not answer in time. Try again later.")
+                raise UpstreamTimeout(failure_message("timeout"))
             try:
                 return call(remaining)
             except RETRYABLE as error:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from ..history import Entry, HistoryUnavailable
-from ..i18n import N_
+from ..messages import failure as failure_message
 from ..providers import (
     EmptyAnswer,
     IncompleteAnswer,
@@ -86,9 +86,7 @@ class CodeAnswers(GeneratorBase):
             raise self._fail(entry, error, started) from None
         except Exception:
             log.exception("Chat generation failed unexpectedly")
-            raise self._fail(
-                entry, UpstreamError(N_("Something went wrong while generating the answer.")), started
-            ) from None
+            raise self._fail(entry, UpstreamError(failure_message("answer_failed")), started) from None
         log.debug(
             "Antwort von OpenAI erhalten: chat answer, model %s, %d characters, usage %s",
             answer.model,
@@ -134,7 +132,7 @@ class CodeAnswers(GeneratorBase):
         except Exception:
             log.exception("Chat stream failed unexpectedly")
             failure = UpstreamError.kind
-            message = N_("Something went wrong while generating the answer.")
+            message = failure_message("answer_failed")
             record = partial(self.chatlog.fail, entry, message, partial=got.text)
         outcome, failure = self._store_streamed(entry, record, got, failure)
         log_finished(outcome, started, error=failure)
@@ -154,7 +152,7 @@ class CodeAnswers(GeneratorBase):
         record = yield from self._chunks(entry, stream, dropped, deadline, got)
         watchdog.cancel()
         if record is None and time.monotonic() > deadline:
-            raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
+            raise UpstreamTimeout(failure_message("unfinished_in_time"))
         return record if record is not None else self._complete(entry, dropped, got)
 
     def _chunks(
@@ -194,7 +192,7 @@ class CodeAnswers(GeneratorBase):
                 return partial(self.chatlog.stop, entry, got.text, model=got.model, usage=got.usage)
             if time.monotonic() > deadline:
                 stream.close()
-                raise UpstreamTimeout(N_("The upstream did not finish the answer in time."))
+                raise UpstreamTimeout(failure_message("unfinished_in_time"))
         return None
 
     def _complete(self, entry: Entry, dropped: int, got: _Received) -> Record:
@@ -202,11 +200,11 @@ class CodeAnswers(GeneratorBase):
         off or empty (an UpstreamError then)."""
         text = got.text
         if got.finish_reason == "content_filter":
-            raise Refused(N_("The upstream's content filter stopped this answer."))
+            raise Refused(failure_message("content_filter"))
         if got.finish_reason is None:
-            raise IncompleteAnswer(N_("The upstream connection ended before the answer was complete."))
+            raise IncompleteAnswer(failure_message("ended_early"))
         if not text.strip():
-            raise EmptyAnswer(N_("The upstream returned an empty answer."))
+            raise EmptyAnswer(failure_message("empty_answer"))
         log.debug(
             "Antwort von OpenAI erhalten: chat stream, model %s, %d characters, usage %s",
             got.model,
@@ -228,8 +226,9 @@ class CodeAnswers(GeneratorBase):
             # with Retry, when it is next opened. The browser is told what happened now.
             if not isinstance(e, HistoryUnavailable):
                 log.exception("Storing the answer failed")
-            message = N_("The answer could not be saved because the history database cannot be reached.")
-            return replace(entry, status="failed", error=message, response=got.text), "not_saved"
+            message = failure_message("not_saved")
+            stored = replace(entry, status="failed", error=message, error_kind="not_saved", response=got.text)
+            return stored, "not_saved"
         # The answer is stored; a leftover claim only matters to a pending entry.
         with contextlib.suppress(HistoryUnavailable):
             self._release(entry)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 from ..history import Entry
 from ..i18n import N_
+from ..messages import failure as failure_message
 from ..providers import UpstreamError
 
-INTERRUPTED = N_("The answer was interrupted before it finished. Use Retry to ask again.")
+INTERRUPTED = failure_message("interrupted")
 HISTORY_DOWN = N_("The history database cannot be reached right now. Please try again in a moment.")
 
 
@@ -27,8 +28,8 @@ class DailyCapReached(Exception):
     status = 429
 
     def __init__(self, cap: int) -> None:
-        self.message = (
-            f"The daily limit of {cap} generations is reached. It resets at midnight (server time)."
+        self.message = N_(
+            "The daily limit of %(cap)s generations is reached. It resets at midnight (server time).", cap=cap
         )
         super().__init__(self.message)
 

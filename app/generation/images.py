@@ -10,10 +10,11 @@ from functools import partial
 
 from .. import image_options
 from ..history import Entry
-from ..i18n import N_
 from ..image_options import ImageOptions
 from ..images import ImageStoreUnavailable, StoredImage
 from ..images.names import stored_url
+from ..messages import failure as failure_message
+from ..messages import message_of
 from ..providers import ImageAnswer, UpstreamError
 from .base import GeneratorBase, Prompt, log_finished
 from .errors import ImageNotStored, PromptError
@@ -50,7 +51,7 @@ class ImageAnswers(GeneratorBase):
                 self.provider.image_model, self.settings.image_size, size, quality, style
             )
         except ValueError as e:
-            raise PromptError(str(e)) from None
+            raise PromptError(message_of(e)) from None
 
     def generate_image(self, prompt: Prompt, options: ImageOptions | None = None) -> Entry:
         """Generate, validate and store one image for `prompt` as this entry's own file.
@@ -72,15 +73,11 @@ class ImageAnswers(GeneratorBase):
             raise self._fail(entry, error, started) from None
         except ImageStoreUnavailable:
             log.error("Fehler bei der Bildgenerierung: the image store cannot be reached")
-            message = N_(
-                "The image store cannot be reached, so the image was not saved. Try again in a moment."
-            )
+            message = failure_message("image_not_stored")
             raise self._fail(entry, ImageNotStored(message), started) from None
         except Exception as e:
             log.exception("Fehler bei der Bildgenerierung: %s", type(e).__name__)
-            raise self._fail(
-                entry, UpstreamError(N_("Something went wrong while generating the image.")), started
-            ) from None
+            raise self._fail(entry, UpstreamError(failure_message("image_failed")), started) from None
         finished = self._record(
             partial(
                 self.chatlog.finish,

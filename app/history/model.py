@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..images.names import stored_url
+from ..messages import stored_failure
 
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 KINDS = ("code", "image")
@@ -83,7 +84,7 @@ class Entry:
     response: str = ""
     model: str = ""
     status: str = "pending"
-    error: str | None = None
+    error: str | None = None  # a failure's English sentence, as the exports and the JSON API show it
     demo: bool = False
     image_file: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
@@ -103,6 +104,16 @@ class Entry:
     # The picture sent along with the prompt: a stored `<hex>.png` this entry owns (an image
     # attached to a code prompt, or the picture an image edit started from).
     input_image: str | None = None
+    # A failure as its kind (a key of app.messages.FAILURES) and the values of its message, so a
+    # page shows it in its reader's language; None for entries stored before kinds existed.
+    error_kind: str | None = None
+    error_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error_message(self) -> str | None:
+        """Why it failed, as a message to translate where it is shown (the `tr` filter): from its
+        kind and values, or the stored sentence of an older entry; None if it did not fail."""
+        return stored_failure(self.error_kind, self.error_params, self.error)
 
     @property
     def address(self) -> Permalink:

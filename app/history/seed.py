@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ..messages import N_
 from .model import Entry, is_date
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -32,21 +33,23 @@ def looks_like_image_response(response: str) -> bool:
 def validate_seed(data: Any) -> None:
     """Raise ValueError saying what is wrong unless `data` is in the seed's format."""
     if not isinstance(data, dict):
-        raise ValueError("expected a JSON object of dates, as the seed's chatlog.json")
+        raise ValueError(N_("expected a JSON object of dates, as the seed's chatlog.json"))
     for date, rows in data.items():
         if not is_date(date):
-            raise ValueError(f"{date!r} is not a date (YYYY-MM-DD)")
+            raise ValueError(N_("%(date)s is not a date (YYYY-MM-DD)", date=repr(date)))
         try:
             datetime.strptime(date, "%Y-%m-%d")
         except ValueError:
-            raise ValueError(f"{date!r} is not a valid date") from None
+            raise ValueError(N_("%(date)s is not a valid date", date=repr(date))) from None
         if not isinstance(rows, list) or not all(
             isinstance(r, dict)
             and isinstance(r.get("prompt"), str)
             and isinstance(r.get("response", ""), str)
             for r in rows
         ):
-            raise ValueError(f"entries of {date} must be objects with string 'prompt' and 'response'")
+            raise ValueError(
+                N_("entries of %(date)s must be objects with string 'prompt' and 'response'", date=date)
+            )
 
 
 def seed_entry(date: str, index: int, row: dict[str, Any], image_file_for: ImageFileFor) -> Entry:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..messages import Message
 from . import branches
 from .claims import StreamClaims
 from .model import KINDS, Day, Entry, Page, Permalink, group_days
@@ -78,7 +79,9 @@ class HistoryStore(Protocol):
         ...
 
     def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
-        """Mark a pending entry failed, keeping the prompt and any partial answer."""
+        """Mark a pending entry failed, keeping the prompt and any partial answer. A failure's
+        message (app.messages.failure) is stored as its kind and values too, so pages show it in
+        their reader's language; the English sentence stays in `error` for the exports."""
         ...
 
     def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
@@ -274,7 +277,10 @@ class StoreBase:
         return self._update(entry, response=response, status="done", error=None, **extra)
 
     def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
-        return self._update(entry, status="failed", error=error, response=partial, **extra)
+        # A failure's Message (app.messages.failure) also goes in as its kind and values.
+        kind, params = (error.kind, error.values) if isinstance(error, Message) and error.kind else (None, {})
+        failed = {"error": str(error), "error_kind": kind, "error_params": dict(params)}
+        return self._update(entry, status="failed", response=partial, **failed, **extra)
 
     def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
         return self._update(entry, status="stopped", error=None, response=partial, **extra)
@@ -288,6 +294,8 @@ class StoreBase:
             "prompt": "",
             "response": "",
             "error": None,
+            "error_kind": None,
+            "error_params": {},
             "image_file": None,
             "input_image": None,
             "usage": {},

@@ -12,7 +12,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from ..i18n import N_
+from ..messages import failure
 from ..providers import BadImage
 
 MAX_PIXELS = 40_000_000  # above any size the image APIs produce; stops decompression bombs
@@ -45,7 +45,7 @@ def probe(data: bytes) -> Image.Image:
 def decode_image(data: bytes) -> Image.Image:
     """Open and fully decode `data`; raise BadImage for non-images, truncated files and bombs."""
     if not data:
-        raise BadImage(N_("The upstream's image is empty."))
+        raise BadImage(failure("image_empty"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -54,11 +54,11 @@ def decode_image(data: bytes) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImage(N_("The upstream's image is too large to decode safely.")) from None
+        raise BadImage(failure("image_too_many_pixels")) from None
     except UnidentifiedImageError:
-        raise BadImage(N_("The upstream's response is not an image.")) from None
+        raise BadImage(failure("image_not_image")) from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise BadImage(f"The upstream's image is damaged ({type(e).__name__}).") from None
+        raise BadImage(failure("image_damaged", problem=type(e).__name__)) from None
     return image
 
 

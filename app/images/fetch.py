@@ -27,7 +27,7 @@ from urllib3 import BaseHTTPResponse, HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import LocationParseError
 from urllib3.util import Url, parse_url
 
-from ..i18n import N_
+from ..messages import failure
 from ..providers import BadImage, UpstreamTimeout
 
 log = logging.getLogger("app.images")
@@ -70,16 +70,16 @@ class _Target:
 def _parse(url: str) -> Url:
     """`url` parsed by urllib3, the parser that connects; BadImage for anything ambiguous."""
     if not isinstance(url, str) or _URL_FORBIDDEN.search(url):
-        raise BadImage(N_("The upstream returned an invalid image URL."))
+        raise BadImage(failure("image_url_invalid"))
     try:
         parsed = parse_url(url)
     except LocationParseError:
-        raise BadImage(N_("The upstream returned an invalid image URL.")) from None
+        raise BadImage(failure("image_url_invalid")) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise BadImage(N_("The upstream returned an image URL that is not http(s)."))
+        raise BadImage(failure("image_url_not_http"))
     # Userinfo is refused outright (the standard library and urllib3 disagree on where it ends).
     if parsed.auth is not None or "@" in urlsplit(url).netloc:
-        raise BadImage(N_("The upstream returned an invalid image URL."))
+        raise BadImage(failure("image_url_invalid"))
     return parsed
 
 
@@ -98,7 +98,7 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise BadImage(N_("The image URL's host could not be found.")) from None
+        raise BadImage(failure("image_host_unknown")) from None
     return [str(info[4][0]) for info in infos]
 
 
@@ -131,12 +131,12 @@ def _check_address(url: str, trusted: tuple[str, int] | None) -> _Target:
     port = parsed.port or (443 if scheme == "https" else 80)
     addresses = resolve(host, port)
     if not addresses:
-        raise BadImage(N_("The image URL's host could not be found."))
+        raise BadImage(failure("image_host_unknown"))
     if trusted is None or (host, port) != trusted:
         for address in addresses:
             if not is_public(address):
                 log.warning("Refused to fetch an image from a non-public address: %s", host)
-                raise BadImage(N_("The image URL points at a private or local address; it was not fetched."))
+                raise BadImage(failure("image_url_private"))
     return _Target(scheme, host, port, parsed.request_uri, addresses[0].split("%")[0])
 
 
@@ -202,33 +202,33 @@ def fetch_image(
             finally:
                 response.release_conn()
                 pool.close()
-        raise BadImage(N_("The image URL redirected too often."))
+        raise BadImage(failure("image_redirects"))
     except urllib3.exceptions.NewConnectionError as e:  # a subclass of the timeout error
         log.error("Image download failed: %s", type(e).__name__)
-        raise BadImage(N_("The generated image could not be downloaded.")) from None
+        raise BadImage(failure("image_download_failed")) from None
     except urllib3.exceptions.TimeoutError:
-        raise UpstreamTimeout(N_("Downloading the generated image timed out.")) from None
+        raise UpstreamTimeout(failure("image_download_timeout")) from None
     except (urllib3.exceptions.HTTPError, OSError) as e:
         log.error("Image download failed: %s", type(e).__name__)
-        raise BadImage(N_("The generated image could not be downloaded.")) from None
+        raise BadImage(failure("image_download_failed")) from None
 
 
 def _remaining(deadline: float) -> float:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise UpstreamTimeout(N_("Downloading the generated image timed out."))
+        raise UpstreamTimeout(failure("image_download_timeout"))
     return remaining
 
 
 def _read_image_body(response: BaseHTTPResponse, max_bytes: int, deadline: float) -> bytes:
     if response.status != 200:
-        raise BadImage(f"Downloading the image failed ({response.status}).")
+        raise BadImage(failure("image_download_status", status=response.status))
     ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
-        raise BadImage(N_("The upstream's image URL did not return an image."))
+        raise BadImage(failure("image_url_not_image"))
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise BadImage(N_("The upstream's image is too large."))
+        raise BadImage(failure("image_too_large"))
     chunks, total = [], 0
     while True:
         _remaining(deadline)
@@ -239,6 +239,6 @@ def _read_image_body(response: BaseHTTPResponse, max_bytes: int, deadline: float
             break
         total += len(chunk)
         if total > max_bytes:
-            raise BadImage(N_("The upstream's image is too large."))
+            raise BadImage(failure("image_too_large"))
         chunks.append(chunk)
     return b"".join(chunks)

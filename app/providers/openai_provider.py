@@ -21,9 +21,9 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from ..config import Settings
-from ..i18n import N_
 from ..image_options import ImageOptions
 from ..images.fetch import MAX_DOWNLOAD_BYTES, fetch_image, redact_url
+from ..messages import failure
 from . import (
     AuthFailed,
     BadImage,
@@ -114,58 +114,50 @@ def translate_errors(what: str, *, images: bool = False) -> Iterator[None]:
         yield
     except openai.AuthenticationError as e:
         log.error("%s failed: upstream rejected the API key (401): %s", what, e)
-        raise AuthFailed(
-            N_("The upstream rejected the API key (401). Check OPENAI_API_KEY and OPENAI_BASE_URL.")
-        ) from None
+        raise AuthFailed(failure("auth_rejected")) from None
     except openai.PermissionDeniedError as e:
         log.error("%s failed: permission denied (403): %s", what, e)
-        raise AuthFailed(N_("The API key is not allowed to use this model or endpoint (403).")) from None
+        raise AuthFailed(failure("auth_forbidden")) from None
     except openai.RateLimitError as e:
         wait = _retry_after(e)
         log.warning("%s failed: rate limited (429), retry after %s s", what, wait)
-        hint = f" Try again in {wait:.0f} seconds." if wait is not None else " Try again shortly."
-        raise RateLimited("The upstream is rate limiting requests (429)." + hint, retry_after=wait) from None
+        message = (
+            failure("rate_limited") if wait is None else failure("rate_limited_for", seconds=round(wait))
+        )
+        raise RateLimited(message, retry_after=wait) from None
     except openai.InternalServerError as e:
         log.error("%s failed: upstream server error (%s): %s", what, e.status_code, e)
-        raise UpstreamUnavailable(
-            f"The upstream had a server error ({e.status_code}). Try again in a moment."
-        ) from None
+        raise UpstreamUnavailable(failure("server_error", status=e.status_code)) from None
     except openai.BadRequestError as e:
         log.error("%s failed: upstream refused the request (400): %s", what, e)
         if getattr(e, "code", None) == "content_policy_violation":
-            raise Refused(N_("The upstream refused this prompt under its content policy.")) from None
+            raise Refused(failure("content_policy")) from None
         if images and _about_images(e):
-            raise ImagesRefused(
-                N_("This model does not accept images. Remove the image or choose another model.")
-            ) from None
-        raise UpstreamError(N_("The upstream could not process this request (400).")) from None
+            raise ImagesRefused(failure("images_refused")) from None
+        raise UpstreamError(failure("bad_request")) from None
     except openai.NotFoundError as e:
         log.error("%s failed: not found (404): %s", what, e)
-        raise UpstreamError(N_("The upstream does not know this model or endpoint (404).")) from None
+        raise UpstreamError(failure("not_found")) from None
     except openai.APIStatusError as e:
         log.error("%s failed: upstream answered %s: %s", what, e.status_code, e)
-        raise UpstreamError(f"The upstream answered with an error ({e.status_code}).") from None
+        raise UpstreamError(failure("status_error", status=e.status_code)) from None
     except openai.APITimeoutError:
         log.error("%s failed: upstream timed out", what)
-        raise UpstreamTimeout(N_("The upstream did not answer in time. Try again later.")) from None
+        raise UpstreamTimeout(failure("timeout")) from None
     except openai.APIConnectionError as e:
         if _is_refused_connection(e):
             log.error("%s failed: upstream unreachable: %s", what, e.__cause__ or e)
-            raise UpstreamUnreachable(
-                N_("Could not connect to the upstream. Is OPENAI_BASE_URL right and the server up?")
-            ) from None
+            raise UpstreamUnreachable(failure("unreachable")) from None
         log.error("%s failed: connection dropped before the answer: %s", what, e.__cause__ or e)
-        raise ConnectionDropped(
-            N_("The upstream connection was interrupted before the answer was complete.")
-        ) from None
+        raise ConnectionDropped(failure("connection_dropped")) from None
     except openai.APIResponseValidationError as e:
         log.error("%s failed: malformed upstream response: %s", what, e)
-        raise UpstreamError(N_("The upstream sent a response this app cannot read.")) from None
+        raise UpstreamError(failure("unreadable")) from None
     except openai.ContentFilterFinishReasonError:
-        raise Refused(N_("The upstream's content filter stopped this answer.")) from None
+        raise Refused(failure("content_filter")) from None
     except openai.OpenAIError as e:
         log.error("%s failed: %s", what, e)
-        raise UpstreamError(N_("The upstream request failed.")) from None
+        raise UpstreamError(failure("request_failed")) from None
 
 
 class OpenAIStream:
@@ -199,7 +191,7 @@ class OpenAIStream:
                 choice = chunk.choices[0]
                 delta = choice.delta
                 if delta is not None and getattr(delta, "refusal", None):
-                    raise Refused(N_("The upstream declined to answer this prompt."))
+                    raise Refused(failure("declined"))
                 text = (delta.content or "") if delta is not None else ""
                 yield StreamChunk(
                     text=text, finish_reason=choice.finish_reason, usage=usage, model=chunk.model
@@ -210,31 +202,25 @@ class OpenAIStream:
             if self._closed:
                 return
             log.error("Chat stream timed out")
-            raise UpstreamTimeout(N_("The upstream did not answer in time (timed out).")) from None
+            raise UpstreamTimeout(failure("timed_out")) from None
         except openai.APIError as e:
             if self._closed:
                 return
             log.error("Chat stream failed mid-answer: %s", e)
-            raise IncompleteAnswer(
-                N_("The upstream connection was interrupted before the answer was complete.")
-            ) from None
+            raise IncompleteAnswer(failure("connection_dropped")) from None
         except ValueError as e:  # a chunk that is not JSON
             if self._closed:
                 return
             log.error("Chat stream sent an unreadable chunk: %s", type(e).__name__)
-            raise UpstreamError(N_("The upstream sent a response this app cannot read.")) from None
+            raise UpstreamError(failure("unreadable")) from None
         except Exception as e:  # the HTTP layer's own errors: reset, protocol, read timeout
             if self._closed:
                 return
             if "timeout" in type(e).__name__.lower():
                 log.error("Chat stream timed out mid-answer")
-                raise UpstreamTimeout(
-                    "The upstream timed out: it stopped sending before the answer was complete."
-                ) from None
+                raise UpstreamTimeout(failure("stalled")) from None
             log.error("Chat stream interrupted: %s: %s", type(e).__name__, e)
-            raise IncompleteAnswer(
-                N_("The upstream connection was interrupted before the answer was complete.")
-            ) from None
+            raise IncompleteAnswer(failure("connection_dropped")) from None
 
 
 class OpenAIProvider:
@@ -263,15 +249,15 @@ class OpenAIProvider:
                 model=model, messages=_message_params(messages), timeout=timeout
             )
         if not completion.choices:
-            raise EmptyAnswer(N_("The upstream returned no answer."))
+            raise EmptyAnswer(failure("no_answer"))
         choice = completion.choices[0]
         text = choice.message.content or ""
         if choice.finish_reason == "content_filter" or (
             not text and getattr(choice.message, "refusal", None)
         ):
-            raise Refused(N_("The upstream declined to answer this prompt."), partial=text)
+            raise Refused(failure("declined"), partial=text)
         if not text.strip():
-            raise EmptyAnswer(N_("The upstream returned an empty answer."))
+            raise EmptyAnswer(failure("empty_answer"))
         usage = {}
         if completion.usage is not None:
             usage = {
@@ -330,17 +316,17 @@ class OpenAIProvider:
         its URL, fetched (app.images.fetch) by `deadline`."""
         if not result.data:
             log.error("Kein Bild in der Antwort gefunden.")
-            raise BadImage(N_("The upstream returned no image."))
+            raise BadImage(failure("no_image"))
         item = result.data[0]
         revised = getattr(item, "revised_prompt", None)
         if item.b64_json:
             # The same cap as a download, checked before decoding: 4 base64 characters per 3 bytes.
             if len(item.b64_json) > (MAX_DOWNLOAD_BYTES + 2) // 3 * 4:
-                raise BadImage(N_("The upstream's image is too large."))
+                raise BadImage(failure("image_too_large"))
             try:
                 data = base64.b64decode(item.b64_json, validate=True)
             except (binascii.Error, ValueError):
-                raise BadImage("The upstream's image data is not valid base64.") from None
+                raise BadImage(failure("image_not_base64")) from None
             return ImageAnswer(model=self.image_model, data=data, revised_prompt=revised)
         if item.url:
             log.debug("Bild-URL: %s", redact_url(item.url))
@@ -349,4 +335,4 @@ class OpenAIProvider:
             )
             return ImageAnswer(model=self.image_model, data=data, url=item.url, revised_prompt=revised)
         log.error("Kein Bild in der Antwort gefunden.")
-        raise BadImage(N_("The upstream returned no image."))
+        raise BadImage(failure("no_image"))

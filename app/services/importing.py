@@ -29,7 +29,13 @@ def parse_chatlog(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ImportFileError(f"The file is not valid JSON (line {e.lineno}, column {e.colno}).") from None
+        raise ImportFileError(
+            N_(
+                "The file is not valid JSON (line %(line)s, column %(column)s).",
+                line=e.lineno,
+                column=e.colno,
+            )
+        ) from None
     except RecursionError:
         raise ImportFileError(N_("The file is nested too deeply to be a chatlog.json.")) from None
 
@@ -44,8 +50,13 @@ def check_limits(data: Any, settings: Settings) -> None:
     rows = sum(len(day) for day in days.values())
     if rows > MAX_IMPORT_ROWS or len(data) > MAX_IMPORT_ROWS:
         raise ImportFileError(
-            f"The file has {rows} entries on {len(data)} dates; at most {MAX_IMPORT_ROWS} "
-            "can be imported at once. Split it into smaller files."
+            N_(
+                "The file has %(rows)s entries on %(dates)s dates; at most %(limit)s "
+                "can be imported at once. Split it into smaller files.",
+                rows=rows,
+                dates=len(data),
+                limit=MAX_IMPORT_ROWS,
+            )
         )
     limits = (
         ("prompt", settings.max_prompt_chars, "MAX_PROMPT_CHARS"),
@@ -58,8 +69,16 @@ def check_limits(data: Any, settings: Settings) -> None:
                 value = row.get(field) if isinstance(row, dict) else None
                 if isinstance(value, str) and len(value) > limit:
                     raise ImportFileError(
-                        f"Entry {n} of {date}: its {field} has {len(value)} characters; "
-                        f"the limit is {limit} ({name})."
+                        N_(
+                            "Entry %(n)s of %(date)s: its %(field)s has %(length)s characters; "
+                            "the limit is %(limit)s (%(setting)s).",
+                            n=n,
+                            date=date,
+                            field=field,
+                            length=len(value),
+                            limit=limit,
+                            setting=name,
+                        )
                     )
 
 

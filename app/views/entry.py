@@ -25,7 +25,7 @@ def view_entry(date: str, index: int) -> ResponseReturnValue:
     its fragment for htmx, or its JSON; 404 if unknown, 410 once deleted."""
     entry = history().get(date, index)
     if entry is None:
-        abort(404, description=f"There is no history entry {index} on {date}.")
+        abort(404, description=N_("There is no history entry %(index)s on %(date)s.", index=index, date=date))
     if entry.deleted:
         abort(410, description=N_("This history entry was deleted."))
     if wants_json():
@@ -44,7 +44,7 @@ def delete_entry(date: str, index: int) -> ResponseReturnValue:
     try:
         deleted = deletion.delete_entry(history(), images(), date, index)
     except deletion.NothingToDelete:
-        abort(404, description=f"There is no history entry {index} on {date}.")
+        abort(404, description=N_("There is no history entry %(index)s on %(date)s.", index=index, date=date))
     except deletion.AlreadyDeleted:
         abort(410, description=N_("This history entry was already deleted."))
     return deleted_response([deleted], N_("Entry deleted."))
@@ -56,7 +56,7 @@ def download_code(date: str, index: int, n: int) -> Response:
     entry = live_entry(date, index)
     blocks = code_blocks(entry.response) if entry.kind == "code" else []
     if not 1 <= n <= len(blocks):
-        abort(404, description="This answer has no such code block.")
+        abort(404, description=N_("This answer has no such code block."))
     block = blocks[n - 1]
     response = Response(block.code, mimetype="text/plain")
     response.headers["Content-Disposition"] = f'attachment; filename="{block.filename}"'

@@ -7,6 +7,8 @@ from flask import Blueprint, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from ..history.query import QueryError
+from ..i18n import N_
+from ..messages import message_of
 from ..services import deletion
 from ..services.search import Found, search
 from .entry import deleted_response
@@ -42,8 +44,8 @@ def delete_day(date: str) -> ResponseReturnValue:
     try:
         deleted = deletion.delete_day(history(), images(), date)
     except deletion.NothingToDelete:
-        abort(404, description=f"There are no history entries on {date}.")
-    return deleted_response(deleted, f"Deleted {len(deleted)} entries of {date}.")
+        abort(404, description=N_("There are no history entries on %(date)s.", date=date))
+    return deleted_response(deleted, N_("Deleted %(n)s entries of %(date)s.", n=len(deleted), date=date))
 
 
 def search_results(text: str) -> ResponseReturnValue:
@@ -55,7 +57,7 @@ def search_results(text: str) -> ResponseReturnValue:
     except QueryError as e:
         if wants_json():
             return jsonify(error=str(e)), 400
-        found, error = Found([], more=False), str(e)
+        found, error = Found([], more=False), message_of(e)
     if wants_json():
         results = [
             {

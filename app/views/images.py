@@ -50,11 +50,11 @@ def download_image(date: str, index: int) -> Response:
     """An entry's image as a download named after its prompt."""
     entry = live_entry(date, index)
     if entry.kind != "image" or not entry.image_file:
-        abort(404, description="This entry has no image (any more).")
+        abort(404, description=N_("This entry has no image (any more)."))
     try:
         return serve_image(entry.image_file, download_name=download_name(entry.prompt, "png"))
     except (FileNotFoundError, ValueError):
-        abort(404, description="This entry has no image (any more).")
+        abort(404, description=N_("This entry has no image (any more)."))
 
 
 def serve_image(name: str, *, download_name: str | None = None) -> Response:

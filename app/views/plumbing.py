@@ -63,7 +63,7 @@ def live_entry(date: str, index: int) -> Entry:
     """The entry at a permalink; 404 when there is none, or it was deleted."""
     entry = history().get(date, index)
     if entry is None or entry.deleted:
-        abort(404, description=f"There is no history entry {index} on {date}.")
+        abort(404, description=N_("There is no history entry %(index)s on %(date)s.", index=index, date=date))
     return entry
 
 
@@ -140,7 +140,7 @@ def error_response(status: int, message: str, title: str) -> Response:
 def unavailable(message: str) -> Response:
     """503 for a store that cannot be reached; each write is one transaction, so nothing is
     half-written, and the form keeps the prompt."""
-    response = error_response(503, message, "Service Unavailable")
+    response = error_response(503, message, N_("Service Unavailable"))
     response.headers["Retry-After"] = "5"
     return response
 
@@ -148,7 +148,7 @@ def unavailable(message: str) -> Response:
 def refused(error: PromptError | DailyCapReached) -> Response:
     """A generate request that was not answered (nothing stored): its status and message; for
     htmx a visible alert, the prompt and picture staying in the form."""
-    return error_response(error.status, error.message, "Not generated")
+    return error_response(error.status, error.message, N_("Not generated"))
 
 
 def http_error(error: HTTPException) -> Response:
@@ -159,14 +159,24 @@ def http_error(error: HTTPException) -> Response:
         message = N_("The request is too large.")
     elif status == 429:
         wait = limit_retry_after()
-        when = f"in {wait} seconds" if wait else "in a moment"
-        message = f"Too many requests (the limit is {error.description}). Please try again {when}."
+        message = (
+            N_(
+                "Too many requests (the limit is %(limit)s). Please try again in %(seconds)s seconds.",
+                limit=error.description,
+                seconds=wait,
+            )
+            if wait
+            else N_(
+                "Too many requests (the limit is %(limit)s). Please try again in a moment.",
+                limit=error.description,
+            )
+        )
         response = error_response(status, message, error.name)
         if wait:
             response.headers["Retry-After"] = str(wait)
         return response
     elif status == 405:
-        message = f"{request.method} is not allowed here."
+        message = N_("%(method)s is not allowed here.", method=request.method)
     return error_response(status, message, error.name)
 
 

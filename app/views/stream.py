@@ -11,6 +11,7 @@ from markupsafe import escape
 
 from ..generation.runs import StreamEvent
 from ..history import Entry
+from ..i18n import N_
 from .plumbing import event_stream, generator, htmx, live_entry, sse_event
 
 bp = Blueprint("stream", __name__)
@@ -23,7 +24,7 @@ def stream_entry(date: str, index: int) -> Response:
     upstream twice: a finished or claimed entry just gets its final state."""
     entry = live_entry(date, index)
     if entry.kind != "code":
-        abort(404, description="Only code answers are streamed.")
+        abort(404, description=N_("Only code answers are streamed."))
     return event_stream(_framed(generator().follow(entry), entry))
 
 

@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from ..backup import BackupRefused, backup_chunks, restore
 from ..i18n import N_
+from ..messages import message_of
 from ..services import exports
 from ..services.importing import import_chatlog as import_chatlog_text
 from .plumbing import error_response, history, htmx_or_json, images, settings
@@ -58,10 +59,12 @@ def import_chatlog() -> ResponseReturnValue:
         text = upload.read().decode("utf-8")
         added, skipped = import_chatlog_text(text, history(), images(), settings())
     except UnicodeDecodeError:
-        return error_response(400, title="Import failed", message=N_("The file is not UTF-8 text."))
+        return error_response(400, title=N_("Import failed"), message=N_("The file is not UTF-8 text."))
     except ValueError as e:  # ImportFileError included: each names what is wrong
-        return error_response(400, title="Import failed", message=str(e))
-    message = f"Imported {added} entries, skipped {skipped} already present."
+        return error_response(400, title=N_("Import failed"), message=message_of(e))
+    message = N_(
+        "Imported %(added)s entries, skipped %(skipped)s already present.", added=added, skipped=skipped
+    )
     return htmx_or_json(
         lambda: render_template("partials/_notice.html", message=message),
         lambda: {"imported": added, "skipped": skipped},
@@ -86,11 +89,13 @@ def restore_upload() -> ResponseReturnValue:
     request.max_content_length = RESTORE_MAX_BYTES
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return error_response(400, title="Restore failed", message=N_("Choose a backup ZIP file to restore."))
+        return error_response(
+            400, title=N_("Restore failed"), message=N_("Choose a backup ZIP file to restore.")
+        )
     try:
         report = restore(upload.stream, history(), images())
     except BackupRefused as e:
-        return error_response(400, title="Restore failed", message=e.translated())
+        return error_response(400, title=N_("Restore failed"), message=e.message)
     return htmx_or_json(
         lambda: render_template("partials/_restore_result.html", report=report),
         lambda: {

@@ -64,6 +64,8 @@ entries = sa.Table(
     sa.Column("branched", sa.Boolean, nullable=False),
     sa.Column("input_image", sa.Text),
     sa.Column("fold_prompt", sa.Text, nullable=False),
+    sa.Column("error_kind", sa.Text),
+    sa.Column("error_params", JSONB, nullable=False),
 )
 days_table = sa.Table(
     "days",
