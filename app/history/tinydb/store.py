@@ -35,8 +35,9 @@ class ChatLog(Copies):
         """Close the journals and lock files this process holds open, once the store is no
         longer used (it is not locked for it: a later write would open them again, and its
         folder may be gone, as with a broken DATA_DIR)."""
-        for handles in self._journals.values():
-            for journal in handles.values():
+        # Copies: a background fold may open a journal meanwhile (it is closed when collected).
+        for handles in list(self._journals.values()):
+            for journal in list(handles.values()):
                 journal.close()
         self._journals.clear()
         self.lock.close()
