@@ -63,7 +63,7 @@ browser:
 		echo "Browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'" >&2; exit 1; \
 	fi
 
-# The tests start their own PostgreSQL and Redis on free 127.0.0.1 ports (tests/services.py), from
+# The tests start their own PostgreSQL and Redis on free 127.0.0.1 ports (tests/support/services.py), from
 # Debian's packages; a cluster or redis the packages may start themselves is not used.
 services:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; then :; \

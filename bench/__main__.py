@@ -1,6 +1,6 @@
 """`python -m bench`: measure the app's overhead on the JSON path and write bench/RESULTS.md.
 
-Everything runs on 127.0.0.1: the local OpenAI-compatible server from tests/upstream.py plays
+Everything runs on 127.0.0.1: the local OpenAI-compatible server from tests/support/upstream.py plays
 the upstream, the app runs in a real threaded WSGI server on a temporary DATA_DIR. Each figure
 is a ratio against a baseline measured in the same run (machines are noisy); baseline and app
 are measured in alternating rounds so drift hits both alike.
@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from bench import engine_bench, history_bench, image_bench, shared_bench, stream_bench
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 KEY = "sk-bench-not-a-real-key-000000000000"

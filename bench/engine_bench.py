@@ -8,7 +8,7 @@ Figures (each against a baseline measured in the same run, where one exists):
 - 64 users making 10 requests each (a JSON generation and the main page, alternating) on the same
   server with an empty day; afterwards the export must hold every acknowledged entry exactly once;
 - the first search of a freshly started server (a new gunicorn process) at 100,000 entries.
-The upstream is the local OpenAI-compatible server of the tests (tests/upstream.py); the client
+The upstream is the local OpenAI-compatible server of the tests (tests/support/upstream.py); the client
 threads, the upstream and the app share the machine's cores.
 """
 
@@ -29,7 +29,7 @@ import requests
 from app.history import ChatLog
 from bench.history_bench import RARE, WORDS, make_history, ms
 from bench.servers import Server
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 BUSY_DAY = 3_000
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from tests.services import free_port
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-bench-not-a-real-key-000000000000"

@@ -44,7 +44,8 @@ from app.history.sql import SQLChatLog, search_columns
 from app.history.sql.database import entries, entry_row
 from bench.history_bench import RARE, SEARCHES, WORDS, make_history, ms
 from bench.servers import spawn
-from tests.services import free_port, start_postgres
+from tests.support.ports import free_port
+from tests.support.services import start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = tuple(c.name for c in entries.columns)

@@ -26,8 +26,8 @@ import openai
 import requests
 
 from bench.servers import KEY, ROOT, Server, spawn
-from tests.services import free_port
-from tests.upstream import FakeUpstream, Reply
+from tests.support.ports import free_port
+from tests.support.upstream import FakeUpstream, Reply
 
 HX = {"HX-Request": "true"}
 

@@ -14,8 +14,8 @@ from werkzeug.serving import make_server
 
 from app import create_app
 
-from . import services
-from .upstream import FakeUpstream
+from .support import services
+from .support.upstream import FakeUpstream
 
 # A key-shaped secret: tests assert it never shows up in logs, pages or responses.
 TEST_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
@@ -150,7 +150,7 @@ def live_server() -> Callable[[Any], LiveServer]:
         server.__exit__(None, None, None)
 
 
-# Real backing services on 127.0.0.1 (tests/services.py), started once per session. A missing
+# Real backing services on 127.0.0.1 (tests/support/services.py), started once per session. A missing
 # server is a failure, never a skip: `make services` installs them (and `make test` runs it).
 
 

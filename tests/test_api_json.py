@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from .conftest import HX, TEST_KEY
-from .upstream import Reply, chat_completion
+from .support.upstream import Reply, chat_completion
 
 PERMALINK_RE = re.compile(r"^/chatlog/(\d{4}-\d{2}-\d{2})/(\d+)$")
 IMAGE_URL_RE = re.compile(r"^/images/[0-9a-f]{32}\.png$")

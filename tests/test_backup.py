@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import HX
-from .html import parse
+from .support.html import parse
 
 EXPORTS = ("/chatlog.json", "/chatlog.full.json", "/chatlog.md")
 

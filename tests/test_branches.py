@@ -1,7 +1,7 @@
 """Branches: another version of a turn (`replaces`, Edit, Regenerate), the context it sends, its
 `siblings`, how History, the entry page and the exports show a conversation with branches.
 
-Through the real openai client against the local upstream (tests/upstream.py), so assertions
+Through the real openai client against the local upstream (tests/support/upstream.py), so assertions
 are on the `messages` it received; every test runs on TinyDB files and a real PostgreSQL.
 """
 
@@ -15,7 +15,8 @@ from app.history import Entry
 from app.history.branches import branch_path, live_parents, versions
 
 from .conftest import BACKENDS, HX, htmx_generate_code
-from .html import parse
+from .support.html import parse
+from .support.upstream import Reply, chat_completion
 from .test_conversations import (
     CHAT,
     IMAGES,
@@ -33,7 +34,6 @@ from .test_conversations import (
     three_turns,
     turn_messages,
 )
-from .upstream import Reply, chat_completion
 
 
 @pytest.fixture(params=BACKENDS)

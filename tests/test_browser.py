@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from .conftest import TEST_KEY
-from .upstream import Reply, error_body
+from .support.upstream import Reply, error_body
 
 pytestmark = pytest.mark.browser
 

@@ -14,8 +14,8 @@ from playwright.sync_api import Page, expect
 
 from . import test_browser
 from .conftest import TEST_KEY
+from .support.upstream import Reply
 from .test_browser import WatchedPage
-from .upstream import Reply
 
 # The browser fixtures of test_browser.py, shared (module-scoped browser, per-test pages).
 browser = test_browser.browser

@@ -14,10 +14,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import TEST_KEY
+from .support.upstream import Reply, png_bytes
 from .test_browser import browser, open_page, results  # noqa: F401
 from .test_conversations import CHAT, sent_messages, stored, turn_messages
 from .test_pwa_a11y import axe_source, axe_violations, describe, new_tab, serve  # noqa: F401
-from .upstream import Reply, png_bytes
 
 pytestmark = pytest.mark.browser
 

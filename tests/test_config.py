@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import requests
 from app.config import ConfigError, load_settings
 
 from .conftest import TEST_KEY
+from .support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +44,6 @@ def subprocess_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env["DATA_DIR"] = str(data_dir)
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- defaults and sources ----------------------------------------------------------------------

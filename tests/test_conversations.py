@@ -1,6 +1,6 @@
 """Conversations: follow-up turns (`parent` / `conversation_id`), their context, and how they show.
 
-Everything goes through the real openai client against the local upstream (tests/upstream.py),
+Everything goes through the real openai client against the local upstream (tests/support/upstream.py),
 so the assertions are on the `messages` the upstream actually received.
 """
 
@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import expect
 
 from .conftest import BACKENDS, HX, TEST_KEY, htmx_generate_code
-from .html import Node, parse
+from .support.html import Node, parse
+from .support.upstream import Reply, chat_completion, error_body
 from .test_browser import WatchedPage, browser, open_page  # noqa: F401
-from .upstream import Reply, chat_completion, error_body
 
 
 @pytest.fixture(params=BACKENDS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,8 @@ import requests
 
 from app.history import ChatLog
 
-from .disk import stored_entries
+from .support.disk import stored_entries
+from .support.ports import free_port
 
 ROOT = Path(__file__).parent.parent
 
@@ -143,12 +143,6 @@ CYCLES = 3
 CLIENTS = 4
 ACKS_PER_CYCLE = 50
 CYCLE_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class AppProcess:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from app.messages import failure
 
 from .conftest import BACKENDS, TEST_KEY
-from .upstream import Reply, error_body
+from .support.upstream import Reply, error_body
 
 CHAT = "/v1/chat/completions"
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}

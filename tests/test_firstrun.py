@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .services import free_port
-from .serving import ServerProcess, clean_env
+from .support.ports import free_port
+from .support.serving import ServerProcess, clean_env
 from .test_browser import WatchedPage, browser  # noqa: F401 - the module's chromium, shared
 
 pytestmark = [pytest.mark.firstrun, pytest.mark.browser, pytest.mark.timeout(900)]

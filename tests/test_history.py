@@ -15,8 +15,8 @@ import pytest
 from app.files import atomic_write as atomic_write_text
 from app.history import ChatLog, HistoryCorrupt
 
-from .clock import CEST, Clock
-from .disk import read_history, stored_entries
+from .support.clock import CEST, Clock
+from .support.disk import read_history, stored_entries
 
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)

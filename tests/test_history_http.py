@@ -19,8 +19,8 @@ import pytest
 from app.history import ChatLog
 
 from .conftest import BACKENDS, HX, TEST_KEY
-from .html import Node, parse
-from .upstream import Reply, error_body
+from .support.html import Node, parse
+from .support.upstream import Reply, error_body
 
 SAMPLE = Path(__file__).parent / "data" / "chatlog.sample.json"
 PERMALINK_RE = re.compile(r"/chatlog/(\d{4}-\d{2}-\d{2})/(\d+)")

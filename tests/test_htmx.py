@@ -11,8 +11,8 @@ import re
 import pytest
 
 from .conftest import BACKENDS, HX, TEST_KEY, StreamedAnswer, htmx_generate_code
-from .html import Node, parse
-from .upstream import Reply, chat_completion, error_body
+from .support.html import Node, parse
+from .support.upstream import Reply, chat_completion, error_body
 
 
 @pytest.fixture(params=BACKENDS)

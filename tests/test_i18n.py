@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from . import test_browser
 from .conftest import HX, TEST_KEY
-from .upstream import Reply, error_body
+from .support.upstream import Reply, error_body
 
 browser = test_browser.browser
 open_page = test_browser.open_page

@@ -2,7 +2,7 @@
 to the image model's `/v1/images/edits` as multipart, through the openai client, for models
 that edit (gpt-image-1, dall-e-2, the demo); the result is the next turn with its own file.
 
-Through the real openai client against the local upstream (tests/upstream.py), asserting the
+Through the real openai client against the local upstream (tests/support/upstream.py), asserting the
 multipart body it received; every test runs on TinyDB files and a real PostgreSQL.
 """
 
@@ -14,9 +14,9 @@ import pytest
 from PIL import Image, ImageStat
 
 from .conftest import BACKENDS, HX, TEST_KEY
-from .html import parse
+from .support.html import parse
+from .support.upstream import Reply, error_body, multipart, png_bytes
 from .test_conversations import IMAGES, entry_count, only, post_code, post_image, stored
-from .upstream import Reply, error_body, multipart, png_bytes
 
 
 @pytest.fixture(params=BACKENDS)

@@ -28,7 +28,7 @@ from app.images.fetch import fetch_image
 from app.providers import BadImage
 
 from .conftest import HX, TEST_KEY
-from .upstream import Reply, png_bytes
+from .support.upstream import Reply, png_bytes
 
 GENERATIONS = "/v1/images/generations"
 SECRET = "sk-live-SECRET-metadata-0123456789abcdef"

@@ -19,7 +19,7 @@ from app.images.fetch import fetch_image
 from app.providers import BadImage, UpstreamTimeout
 from app.providers.demo import demo_answer, demo_image
 
-from .upstream import Reply, png_bytes
+from .support.upstream import Reply, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 

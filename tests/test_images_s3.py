@@ -32,9 +32,9 @@ from app.images import FileImageStore, ImageStore
 from app.images.s3 import S3ImageStore
 from app.providers import BadImage
 
-from . import services
 from .conftest import HX, TEST_KEY
-from .upstream import png_bytes
+from .support import services
+from .support.upstream import png_bytes
 
 AWS_SECRET = "aws-SECRET-do-not-leak-4f2b9c0e7d1a"
 PREFIX = "some/prefix"

@@ -18,7 +18,7 @@ import pytest
 from app.history import ChatLog
 
 from .conftest import TEST_KEY
-from .upstream import Reply, error_body
+from .support.upstream import Reply, error_body
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPIRED_HOST = "oaidalleapiprodscus.blob.core.windows.net"

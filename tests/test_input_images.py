@@ -3,7 +3,7 @@ and stored like generated images, sent upstream as content parts (and with later
 refused clearly when it is anything else, shown beside its prompt, exported, deleted with its
 entry.
 
-Through the real openai client against the local upstream (tests/upstream.py), asserting the
+Through the real openai client against the local upstream (tests/support/upstream.py), asserting the
 `messages` it received; every test runs on TinyDB files and a real PostgreSQL.
 """
 
@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from .conftest import BACKENDS, HX, TEST_KEY
-from .html import parse
+from .support.html import parse
+from .support.upstream import Reply, chat_completion, error_body, png_bytes
 from .test_conversations import CHAT, entry_count, only, post_code, sent_messages, stored
-from .upstream import Reply, chat_completion, error_body, png_bytes
 
 
 @pytest.fixture(params=BACKENDS)

@@ -21,8 +21,8 @@ from app.history.tinydb import days as days_module
 from app.history.tinydb import reader as day_reader
 from app.history.tinydb.journal import encode_record
 
-from .clock import CEST, Clock
-from .disk import journal_records, stored_entries
+from .support.clock import CEST, Clock
+from .support.disk import journal_records, stored_entries
 
 DAY = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DATE = "2024-08-30"

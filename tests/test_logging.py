@@ -11,7 +11,7 @@ import re
 import pytest
 
 from .conftest import HX, TEST_KEY, htmx_generate_code
-from .upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
+from .support.upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"

@@ -21,8 +21,9 @@ from app.history.sql import SQLChatLog
 from app.images import FileImageStore
 from app.images.names import stored_url
 
-from .clock import CEST, Clock
-from .services import free_port, s3_client
+from .support.clock import CEST, Clock
+from .support.ports import free_port
+from .support.services import s3_client
 
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)

@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import Browser
 
 from .conftest import TEST_KEY
+from .support.upstream import Reply, chat_completion
 from .test_browser import WatchedPage, browser  # noqa: F401 - the module's chromium, shared
-from .upstream import Reply, chat_completion
 
 pytestmark = pytest.mark.browser
 

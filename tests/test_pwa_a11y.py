@@ -27,6 +27,7 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from .conftest import TEST_KEY
+from .support.upstream import Reply, error_body, png_bytes
 from .test_browser import (  # noqa: F401
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -36,7 +37,6 @@ from .test_browser import (  # noqa: F401
     open_page,
     results,
 )
-from .upstream import Reply, error_body, png_bytes
 
 pytestmark = pytest.mark.browser
 

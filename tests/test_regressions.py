@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from app.history import ChatLog
 
 from .conftest import HX, TEST_KEY
-from .upstream import Reply, png_bytes
+from .support.upstream import Reply, png_bytes
 
 JSON = {"Accept": "application/json"}
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from .conftest import BACKENDS, HX
-from .html import parse
+from .support.html import parse
 
 JSON = {"Accept": "application/json"}
 UTC = UTC

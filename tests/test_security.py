@@ -18,7 +18,7 @@ from app import ConfigError, create_app
 from app.logs import RedactingFilter
 
 from .conftest import HX, TEST_KEY, htmx_generate_code
-from .upstream import Reply, error_body
+from .support.upstream import Reply, error_body
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import redis
 
-from . import services
+from .support import services
 
 
 def test_pg_url_is_an_empty_database_owned_by_app_on_loopback(pg_url: str) -> None:

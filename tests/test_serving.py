@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .services import free_port
-from .serving import ServerProcess, clean_env
+from .support.ports import free_port
+from .support.serving import ServerProcess, clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")

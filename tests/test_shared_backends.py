@@ -40,9 +40,9 @@ from PIL import Image
 
 from app.history.sql import SQLChatLog
 
-from . import services
 from .conftest import HX, TEST_KEY, sse_events
-from .upstream import FakeUpstream, Reply, chat_completion, png_bytes
+from .support import services
+from .support.upstream import FakeUpstream, Reply, chat_completion, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "gunicorn.conf.py"

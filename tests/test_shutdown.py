@@ -14,7 +14,6 @@ import os
 import re
 import runpy
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,8 @@ import requests
 from app.history import ChatLog, Entry, parse_cursor
 
 from .conftest import HX, TEST_KEY, sse_events
-from .upstream import FakeUpstream, Reply
+from .support.ports import free_port
+from .support.upstream import FakeUpstream, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "gunicorn.conf.py"
@@ -38,12 +38,6 @@ EXIT_MARGIN = 5.0  # seconds past graceful_timeout allowed for the master to exi
 CHAT = "/v1/chat/completions"
 CHUNKS = [f"part {i:02d} " for i in range(15)]  # ~3 s of answer at 0.2 s a chunk
 TEXT = "".join(CHUNKS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -19,7 +19,7 @@ import urllib3.util.connection
 from app.images.fetch import fetch_image
 from app.providers import BadImage
 
-from .upstream import Reply, png_bytes
+from .support.upstream import Reply, png_bytes
 
 PUBLIC = "93.184.215.14"  # a global address: the guard refuses it, so nothing is ever sent there
 ELSEWHERE = "http://api.example.invalid/v1"  # an upstream that is not any of the listeners

@@ -23,9 +23,9 @@ from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable
 from app.history.sql import SQLChatLog, sqlalchemy_url
 from app.messages import failure
 
-from .clock import CEST, Clock
 from .conftest import BACKENDS
-from .services import free_port
+from .support.clock import CEST, Clock
+from .support.ports import free_port
 
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)

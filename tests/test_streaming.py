@@ -2,7 +2,7 @@
 fragment that connects to GET /chatlog/<date>/<index>/stream, an SSE stream of `token` events
 (escaped text), one `final` event (the rendered entry) and `done`.
 
-The app reaches the local upstream (tests/upstream.py) with the real openai client over HTTP.
+The app reaches the local upstream (tests/support/upstream.py) with the real openai client over HTTP.
 Where incremental delivery matters, a live server is read with `requests(stream=True)`.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ from .conftest import (
     parse_sse,
     sse_events,
 )
-from .upstream import FakeUpstream, Reply, chat_completion, error_body
+from .support.ports import free_port
+from .support.upstream import FakeUpstream, Reply, chat_completion, error_body
 
 
 @pytest.fixture(params=BACKENDS)
@@ -319,13 +319,6 @@ def test_final_event_is_the_stored_entry_rendered(client, upstream):
 
 
 # -- upstream faults ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A 127.0.0.1 port that nothing listens on (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def raw_stream(*chunks: dict) -> Reply:

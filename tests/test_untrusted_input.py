@@ -15,7 +15,7 @@ from app.images.fetch import MAX_DOWNLOAD_BYTES
 from app.rendering import render_markdown
 
 from .conftest import HX, TEST_KEY, htmx_generate_code
-from .upstream import Reply, chat_completion, png_bytes
+from .support.upstream import Reply, chat_completion, png_bytes
 
 GENERATIONS = "/v1/images/generations"
 NOT_AN_IMAGE = "The upstream's response is not an image."

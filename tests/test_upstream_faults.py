@@ -12,7 +12,6 @@ import base64
 import email.utils
 import io
 import re
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,8 @@ import pytest
 from PIL import Image
 
 from .conftest import HX, TEST_KEY, StreamedAnswer, htmx_generate_code
-from .upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
+from .support.ports import free_port
+from .support.upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
 
 CHAT = "/v1/chat/completions"
 IMAGES = "/v1/images/generations"
@@ -33,13 +33,6 @@ PARTIAL = "partial answer text"
 RAW_MARKERS = (RAW, "Error code", "Traceback", "{'error'", "httpx", "openai.", "Exception")
 SMALL_TIMEOUT = 0.5
 SLOW = 2.0  # well beyond SMALL_TIMEOUT
-
-
-def free_port() -> int:
-    """A 127.0.0.1 port that nothing listens on (bound, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def image_reply(item: dict[str, Any]) -> Reply:

@@ -32,7 +32,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from .ports import HOST, free_port
+
 START_TIMEOUT = 30.0  # seconds for a server to accept connections
 STOP_TIMEOUT = 5.0  # seconds for a clean stop before the server is killed
 COMMAND_TIMEOUT = 60.0  # seconds for initdb / psql
@@ -61,13 +62,6 @@ class ServiceNotInstalled(ServiceError):
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
