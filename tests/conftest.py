@@ -1,25 +1,34 @@
-"""Shared fixtures: a local OpenAI-compatible upstream, apps on temp DATA_DIRs, a live server."""
+"""All the shared fixtures: a local OpenAI-compatible upstream, apps on temp DATA_DIRs, a live
+server, real PostgreSQL, Redis and S3 servers, and Debian's chromium through Playwright."""
 
 from __future__ import annotations
 
-import threading
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from werkzeug.serving import make_server
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 from app import create_app
 
 from .support import services
+from .support.apps import TEST_KEY
+from .support.browser import (
+    AXE_PATH,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    JS_DIR,
+    NPM_TIMEOUT,
+    Tab,
+    WatchedPage,
+    installed_axe_version,
+    pinned_axe_version,
+)
+from .support.serving import LiveServer
 from .support.upstream import FakeUpstream
-
-# A key-shaped secret: tests assert it never shows up in logs, pages or responses.
-TEST_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
-HX = {"HX-Request": "true"}
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +60,6 @@ def history_backend() -> str:
     return "tinydb"
 
 
-BACKENDS = ("tinydb", "postgresql")
 SERVICE_FIXTURES = {"pg_server", "pg_url", "redis_server", "s3_server", "s3_bucket"}
 
 
@@ -116,23 +124,6 @@ def demo_app(make_app):
 @pytest.fixture
 def demo_client(demo_app):
     return demo_app.test_client()
-
-
-class LiveServer:
-    """A real threaded WSGI server on 127.0.0.1 running an app."""
-
-    def __init__(self, app) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -232,68 +223,96 @@ def s3_bucket(s3_server: services.S3Server) -> Iterator[tuple[str, str]]:
     services.delete_bucket(s3_server.endpoint_url, name)
 
 
-def parse_sse(text: str) -> list[tuple[str, str]]:
-    """Server-Sent Events as (event, data) pairs; multi-line data joined with newlines."""
-    events = []
-    for block in text.split("\n\n"):
-        name, data = "message", []
-        for line in block.split("\n"):
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
-            elif line == "data:":
-                data.append("")
-        if data or name != "message":
-            events.append((name, "\n".join(data)))
-    return events
+@pytest.fixture
+def openai_app(make_app, upstream):
+    """make_app through the real openai client against the local upstream, with extra settings."""
+
+    def build(**settings):
+        return make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url, **settings)
+
+    return build
 
 
-def sse_events(response: requests.Response, limit: int = 1000) -> Iterator[tuple[str, str]]:
-    """Events of a streamed response, each as soon as its blank line has arrived (bounded)."""
-    buffer = ""
-    count = 0
-    for piece in response.iter_content(chunk_size=None):
-        buffer += piece.decode("utf-8")
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            for event in parse_sse(block + "\n\n"):
-                yield event
-                count += 1
-                if count >= limit:
-                    return
+# Debian's chromium through Playwright (tests/support/browser.py): one browser per test module,
+# a fresh context per page.
 
 
-class StreamedAnswer:
-    """What a browser sees for an htmx code request: the POST fragment, then the event stream."""
-
-    def __init__(self, post, stream_url: str | None, events: list[tuple[str, str]]) -> None:
-        self.post = post
-        self.stream_url = stream_url
-        self.events = events
-
-    @property
-    def tokens(self) -> list[str]:
-        return [data for name, data in self.events if name == "token"]
-
-    @property
-    def final(self) -> str:
-        """The rendered entry of the `final` event ('' if the stream never got there)."""
-        return next((data for name, data in self.events if name == "final"), "")
-
-    @property
-    def html(self) -> str:
-        """POST fragment and final entry together: all the HTML the page ends up with."""
-        return self.post.get_data(as_text=True) + "\n" + self.final
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
-def htmx_generate_code(client, prompt: str, **fields: str) -> StreamedAnswer:
-    """POST /generate_code as htmx, then follow its sse-connect URL to the end of the stream."""
-    import re
+@pytest.fixture
+def open_page(browser: Browser, live_server):
+    contexts = []
 
-    post = client.post("/generate_code", data={"prompt": prompt, **fields}, headers=HX)
-    match = re.search(r'sse-connect="([^"]+)"', post.get_data(as_text=True))
-    if not match:
-        return StreamedAnswer(post, None, [])
-    stream = client.get(match.group(1), headers={"Accept": "text/event-stream"})
-    return StreamedAnswer(post, match.group(1), parse_sse(stream.get_data(as_text=True)))
+    def open_app(app) -> WatchedPage:
+        server = live_server(app)
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        watched = WatchedPage(page, server.url)
+        page.goto(server.url + "/")
+        # A marker that a full reload would wipe: results must arrive without one.
+        page.evaluate("window.__noReload = true")
+        return watched
+
+    yield open_app
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe.min.js at the pinned version; installed from the lock file when it is missing."""
+    if installed_axe_version() != pinned_axe_version():
+        command = ["npm", "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            pytest.fail(f"`{' '.join(command)}` could not run: {error}")
+        if done.returncode != 0:
+            pytest.fail(f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    installed = installed_axe_version()
+    if installed != pinned_axe_version():
+        pytest.fail(f"axe-core {installed} installed in tests/js, package.json pins {pinned_axe_version()}")
+    return AXE_PATH.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def serve(live_server) -> Callable[[Any], str]:
+    """Start (once per app) a live server for an app; returns its base URL."""
+    urls: dict[int, str] = {}
+
+    def start(app) -> str:
+        if id(app) not in urls:
+            urls[id(app)] = live_server(app).url
+        return urls[id(app)]
+
+    return start
+
+
+@pytest.fixture
+def new_tab(browser: Browser, serve) -> Iterator[Callable[..., Tab]]:
+    """A fresh browser context (empty cache and storage) with one page on the app."""
+    contexts: list[BrowserContext] = []
+
+    def open_tab(
+        app, path: str | None = "/", *, color_scheme: str = "light", reduced_motion: str = "no-preference"
+    ) -> Tab:
+        base = serve(app)
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        page.emulate_media(color_scheme=color_scheme, reduced_motion=reduced_motion)
+        tab = Tab(page, base)
+        if path is not None:
+            tab.goto(path)
+        return tab
+
+    yield open_tab
+    for context in contexts:
+        context.close()

@@ -13,7 +13,8 @@ import pytest
 import requests
 from PIL import Image
 
-from .conftest import HX, TEST_KEY
+from .support.apps import TEST_KEY
+from .support.htmx import HX
 from .support.upstream import Reply, chat_completion
 
 PERMALINK_RE = re.compile(r"^/chatlog/(\d{4}-\d{2}-\d{2})/(\d+)$")

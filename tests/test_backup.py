@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HX
 from .support.html import parse
+from .support.htmx import HX
 
 EXPORTS = ("/chatlog.json", "/chatlog.full.json", "/chatlog.md")
 

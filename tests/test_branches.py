@@ -14,10 +14,8 @@ import pytest
 from app.history import Entry
 from app.history.branches import branch_path, live_parents, versions
 
-from .conftest import BACKENDS, HX, htmx_generate_code
-from .support.html import parse
-from .support.upstream import Reply, chat_completion
-from .test_conversations import (
+from .support.apps import BACKENDS
+from .support.conversations import (
     CHAT,
     IMAGES,
     conversation_articles,
@@ -34,6 +32,9 @@ from .test_conversations import (
     three_turns,
     turn_messages,
 )
+from .support.html import parse
+from .support.htmx import HX, htmx_generate_code
+from .support.upstream import Reply, chat_completion
 
 
 @pytest.fixture(params=BACKENDS)
@@ -259,7 +260,7 @@ def test_history_lists_a_new_first_turn_version_once(client, upstream):
 
 
 def test_history_pages_never_list_an_older_branch(make_app, upstream):
-    from .conftest import TEST_KEY
+    from .support.apps import TEST_KEY
 
     client = make_app(
         openai_api_key=TEST_KEY, openai_base_url=upstream.url, history_sidebar_limit=1
@@ -381,7 +382,7 @@ def test_regenerate_for_htmx_adds_the_version_to_results_and_leaves_the_form(cli
 
 
 def test_regenerate_an_image_uses_its_options(make_app, upstream):
-    from .conftest import TEST_KEY
+    from .support.apps import TEST_KEY
 
     client = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url).test_client()
     first = post_image(client, "A red fox", size="1792x1024", quality="hd")

@@ -3,81 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import expect
 
-from .conftest import TEST_KEY
+from .support.apps import TEST_KEY
+from .support.browser import history, results
 from .support.upstream import Reply, error_body
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class WatchedPage:
-    """A page that records console errors and any request to another origin."""
-
-    def __init__(self, page: Page, origin: str) -> None:
-        self.page = page
-        self.console_errors: list[str] = []
-        self.foreign_requests: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
-        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
-        page.on(
-            "request",
-            lambda r: None if r.url.startswith(origin) else self.foreign_requests.append(r.url),
-        )
-
-    def assert_clean(self) -> None:
-        assert self.console_errors == []
-        assert self.foreign_requests == []
-
-
-@pytest.fixture
-def open_page(browser: Browser, live_server):
-    contexts = []
-
-    def open_app(app) -> WatchedPage:
-        server = live_server(app)
-        context = browser.new_context()
-        contexts.append(context)
-        page = context.new_page()
-        watched = WatchedPage(page, server.url)
-        page.goto(server.url + "/")
-        # A marker that a full reload would wipe: results must arrive without one.
-        page.evaluate("window.__noReload = true")
-        return watched
-
-    yield open_app
-    for context in contexts:
-        context.close()
-
-
-def results(page: Page):
-    return page.get_by_role("region", name="Results")
-
-
-def history(page: Page):
-    return page.get_by_role("complementary", name="History")
 
 
 def test_ctrl_enter_generates_code_into_results_and_history_without_reload(open_page, demo_app):

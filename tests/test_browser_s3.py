@@ -26,8 +26,7 @@ from playwright.sync_api import (
     expect,
 )
 
-from .test_browser import browser  # noqa: F401 - the module's chromium, shared
-from .test_images_s3 import APP_PREFIX, build_s3_app
+from .support.s3 import APP_PREFIX, build_s3_app
 
 pytestmark = pytest.mark.browser
 
@@ -171,7 +170,7 @@ class Site:
 
 
 @pytest.fixture
-def open_site(browser: Browser, make_app, upstream, s3_bucket, live_server) -> Iterator[Callable[..., Site]]:  # noqa: F811
+def open_site(browser: Browser, make_app, upstream, s3_bucket, live_server) -> Iterator[Callable[..., Site]]:
     contexts: list[BrowserContext] = []
     endpoint = s3_bucket[0]
 

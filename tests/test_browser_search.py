@@ -7,8 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import BACKENDS
-from .test_browser import browser, open_page  # noqa: F401 - the browser fixtures
+from .support.apps import BACKENDS
 
 pytestmark = pytest.mark.browser
 
@@ -18,7 +17,7 @@ def history_backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def test_a_search_hit_opens_its_entry_scrolled_to_the_highlighted_match(open_page, demo_app):  # noqa: F811
+def test_a_search_hit_opens_its_entry_scrolled_to_the_highlighted_match(open_page, demo_app):
     store = demo_app.extensions["chatlog"]
     paragraphs = "\n\n".join(f"Paragraph {n}: nothing to see here yet." for n in range(150))
     answer = paragraphs + "\n\nThe Quokka hides at the very end."

@@ -12,14 +12,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from . import test_browser
-from .conftest import TEST_KEY
+from .support.apps import TEST_KEY
+from .support.browser import WatchedPage
 from .support.upstream import Reply
-from .test_browser import WatchedPage
-
-# The browser fixtures of test_browser.py, shared (module-scoped browser, per-test pages).
-browser = test_browser.browser
-open_page = test_browser.open_page
 
 pytestmark = pytest.mark.browser
 

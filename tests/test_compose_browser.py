@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import TEST_KEY
+from .support.browser import axe_violations, describe, results
+from .support.conversations import CHAT, sent_messages, stored, turn_messages
 from .support.upstream import Reply, png_bytes
-from .test_browser import browser, open_page, results  # noqa: F401
-from .test_conversations import CHAT, sent_messages, stored, turn_messages
-from .test_pwa_a11y import axe_source, axe_violations, describe, new_tab, serve  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -37,14 +35,6 @@ DROP_FILE = """([selector, b64]) => {
 }"""
 
 
-@pytest.fixture
-def openai_app(make_app, upstream):
-    def build(**settings):
-        return make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url, **settings)
-
-    return build
-
-
 def prompt_of(page: Page):
     return page.get_by_role("textbox", name="Prompt")
 
@@ -57,7 +47,7 @@ def wait_done(page: Page, count: int) -> None:
     expect(results(page).locator("article.status-done")).to_have_count(count, timeout=15_000)
 
 
-def answered(open_page, app, prompt: str = "Write a Python function that adds two numbers"):  # noqa: F811
+def answered(open_page, app, prompt: str = "Write a Python function that adds two numbers"):
     """The generator in a browser with one code answer in Results; (watched page, page, prompt box)."""
     watched = open_page(app)
     page = watched.page
@@ -81,7 +71,7 @@ def picture_file(tmp_path: Path, size=(64, 48)) -> Path:
 # -- branches --------------------------------------------------------------------------------------
 
 
-def test_edit_a_turn_by_keyboard_then_switch_between_its_versions(open_page, openai_app, upstream):  # noqa: F811
+def test_edit_a_turn_by_keyboard_then_switch_between_its_versions(open_page, openai_app, upstream):
     app = openai_app()
     upstream.script(CHAT, *(Reply(chunks=[f"Answer {n}"]) for n in (1, 2, 3)))
     watched, page, prompt = answered(open_page, app, "How do I read a CSV file?")
@@ -129,7 +119,7 @@ def test_edit_a_turn_by_keyboard_then_switch_between_its_versions(open_page, ope
     watched.assert_clean()
 
 
-def test_escape_cancels_editing_and_gives_back_the_draft(open_page, demo_app):  # noqa: F811
+def test_escape_cancels_editing_and_gives_back_the_draft(open_page, demo_app):
     watched, page, prompt = answered(open_page, demo_app)
     prompt.fill("my unfinished draft")
     newest(page).get_by_role("link", name="Edit", exact=True).click()
@@ -142,7 +132,7 @@ def test_escape_cancels_editing_and_gives_back_the_draft(open_page, demo_app):  
     watched.assert_clean()
 
 
-def test_r_regenerates_the_newest_answer_and_leaves_the_prompt_alone(open_page, demo_app):  # noqa: F811
+def test_r_regenerates_the_newest_answer_and_leaves_the_prompt_alone(open_page, demo_app):
     watched, page, prompt = answered(open_page, demo_app)
     prompt.fill("something I am still typing")
     page.keyboard.press("Escape")
@@ -154,7 +144,7 @@ def test_r_regenerates_the_newest_answer_and_leaves_the_prompt_alone(open_page, 
     watched.assert_clean()
 
 
-def test_regenerate_on_an_entry_page_opens_the_new_version(open_page, demo_app):  # noqa: F811
+def test_regenerate_on_an_entry_page_opens_the_new_version(open_page, demo_app):
     client = demo_app.test_client()
     first = client.post("/generate_code", json={"prompt": "Write a shell one-liner"}).get_json()["entry"]
     watched = open_page(demo_app)
@@ -171,7 +161,7 @@ def test_regenerate_on_an_entry_page_opens_the_new_version(open_page, demo_app):
 # -- pictures in -----------------------------------------------------------------------------------
 
 
-def test_paste_a_picture_into_the_prompt_and_send_it(open_page, openai_app, upstream):  # noqa: F811
+def test_paste_a_picture_into_the_prompt_and_send_it(open_page, openai_app, upstream):
     app = openai_app()
     watched = open_page(app)
     page = watched.page
@@ -198,7 +188,7 @@ def test_paste_a_picture_into_the_prompt_and_send_it(open_page, openai_app, upst
     watched.assert_clean()
 
 
-def test_attach_a_picture_with_the_keyboard_reachable_file_input(open_page, demo_app, tmp_path):  # noqa: F811
+def test_attach_a_picture_with_the_keyboard_reachable_file_input(open_page, demo_app, tmp_path):
     watched = open_page(demo_app)
     page = watched.page
     prompt = prompt_of(page)
@@ -222,7 +212,7 @@ def test_attach_a_picture_with_the_keyboard_reachable_file_input(open_page, demo
     watched.assert_clean()
 
 
-def test_drop_a_picture_on_the_form(open_page, demo_app):  # noqa: F811
+def test_drop_a_picture_on_the_form(open_page, demo_app):
     watched = open_page(demo_app)
     page = watched.page
     page.evaluate(DROP_FILE, ["#prompt-form", base64.b64encode(png_bytes((20, 10))).decode()])
@@ -234,7 +224,7 @@ def test_drop_a_picture_on_the_form(open_page, demo_app):  # noqa: F811
     watched.assert_clean()
 
 
-def test_a_refused_picture_keeps_the_prompt_and_the_picture(open_page, demo_app, tmp_path):  # noqa: F811
+def test_a_refused_picture_keeps_the_prompt_and_the_picture(open_page, demo_app, tmp_path):
     watched = open_page(demo_app)
     page = watched.page
     fake = tmp_path / "notes.png"
@@ -251,7 +241,7 @@ def test_a_refused_picture_keeps_the_prompt_and_the_picture(open_page, demo_app,
     watched.assert_clean()
 
 
-def test_a_picture_too_large_to_send_is_refused_before_it_is_sent(open_page, demo_app, tmp_path):  # noqa: F811
+def test_a_picture_too_large_to_send_is_refused_before_it_is_sent(open_page, demo_app, tmp_path):
     watched = open_page(demo_app)
     page = watched.page
     huge = tmp_path / "huge.png"
@@ -266,7 +256,7 @@ def test_a_picture_too_large_to_send_is_refused_before_it_is_sent(open_page, dem
 # -- pictures edited -------------------------------------------------------------------------------
 
 
-def test_edit_an_image_by_keyboard(open_page, demo_app):  # noqa: F811
+def test_edit_an_image_by_keyboard(open_page, demo_app):
     watched = open_page(demo_app)
     page = watched.page
     prompt = prompt_of(page)
@@ -291,7 +281,7 @@ def test_edit_an_image_by_keyboard(open_page, demo_app):  # noqa: F811
     watched.assert_clean()
 
 
-def test_edit_image_from_the_gallery_opens_the_generator_in_edit_mode(open_page, demo_app):  # noqa: F811
+def test_edit_image_from_the_gallery_opens_the_generator_in_edit_mode(open_page, demo_app):
     client = demo_app.test_client()
     first = client.post("/generate_image", json={"prompt": "A lighthouse"}).get_json()
     watched = open_page(demo_app)
@@ -306,7 +296,7 @@ def test_edit_image_from_the_gallery_opens_the_generator_in_edit_mode(open_page,
 # -- help and accessibility ------------------------------------------------------------------------
 
 
-def test_the_help_dialog_lists_e_and_r(new_tab, demo_app):  # noqa: F811
+def test_the_help_dialog_lists_e_and_r(new_tab, demo_app):
     page = new_tab(demo_app).page
     prompt_of(page).press("Escape")
     page.keyboard.press("?")
@@ -317,7 +307,7 @@ def test_the_help_dialog_lists_e_and_r(new_tab, demo_app):  # noqa: F811
     assert "edit the focused or newest entry" in text and "regenerate the focused or newest entry" in text
 
 
-def branched_demo_page(new_tab, demo_app, tmp_path, scheme):  # noqa: F811
+def branched_demo_page(new_tab, demo_app, tmp_path, scheme):
     """The generator with a picture attached, a turn being edited and versions in Results."""
     tab = new_tab(demo_app, color_scheme=scheme)
     page = tab.page
@@ -337,9 +327,9 @@ def branched_demo_page(new_tab, demo_app, tmp_path, scheme):  # noqa: F811
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_axe_violations_while_editing_with_a_picture_and_versions(
-    new_tab,  # noqa: F811
+    new_tab,
     demo_app,
-    axe_source,  # noqa: F811
+    axe_source,
     tmp_path,
     scheme,
 ):
@@ -353,7 +343,7 @@ def test_no_axe_violations_while_editing_with_a_picture_and_versions(
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_no_axe_violations_on_an_edited_image_and_the_gallery(new_tab, demo_app, axe_source, scheme):  # noqa: F811
+def test_no_axe_violations_on_an_edited_image_and_the_gallery(new_tab, demo_app, axe_source, scheme):
     client = demo_app.test_client()
     first = client.post("/generate_image", json={"prompt": "A lighthouse"}).get_json()
     edit = client.post("/generate_image", json={"prompt": "At night", "source": first["entry"]}).get_json()

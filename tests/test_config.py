@@ -14,7 +14,7 @@ import requests
 
 from app.config import ConfigError, load_settings
 
-from .conftest import TEST_KEY
+from .support.apps import TEST_KEY
 from .support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,10 +12,28 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import BACKENDS, HX, TEST_KEY, htmx_generate_code
-from .support.html import Node, parse
+from .support.apps import BACKENDS
+from .support.browser import WatchedPage
+from .support.conversations import (
+    CHAT,
+    IMAGES,
+    conversation_articles,
+    entry_count,
+    history_aside,
+    history_rows,
+    index_of,
+    only,
+    permalink_of,
+    post_code,
+    post_image,
+    sent_messages,
+    stored,
+    three_turns,
+    turn_messages,
+)
+from .support.html import parse
+from .support.htmx import HX, htmx_generate_code
 from .support.upstream import Reply, chat_completion, error_body
-from .test_browser import WatchedPage, browser, open_page  # noqa: F401
 
 
 @pytest.fixture(params=BACKENDS)
@@ -24,108 +42,11 @@ def history_backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-CHAT = "/v1/chat/completions"
-IMAGES = "/v1/images/generations"
-JSON = {"Accept": "application/json"}
 SEED_FILE = Path(__file__).resolve().parent / "data" / "chatlog.sample.json"
-PERMALINK_RE = re.compile(r"/chatlog/\d{4}-\d{2}-\d{2}/\d+")
 MISSING_PARENT = "The entry to follow up does not exist (any more)."
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def only(nodes: list[Node]) -> Node:
-    assert len(nodes) == 1, f"expected exactly one, found {len(nodes)}"
-    return nodes[0]
-
-
-def history_aside(html: str) -> Node:
-    return only([a for a in parse(html).find_all("aside") if a.attrs.get("id") == "history"])
-
-
-def history_rows(node: Node) -> dict[str, str]:
-    """History rows under `node`: each entry permalink linked from a row → the row's text."""
-    rows: dict[str, str] = {}
-    for li in node.find_all("li"):
-        if not li.has_class("history-row"):
-            continue
-        for a in li.find_all("a"):
-            if PERMALINK_RE.fullmatch(a.attrs.get("href", "")):
-                assert a.attrs["href"] not in rows, f"{a.attrs['href']} is listed twice"
-                rows[a.attrs["href"]] = " ".join(li.text.split())
-    return rows
-
-
-def post_code(client, prompt: str, **fields: str) -> dict:
-    response = client.post("/generate_code", data={"prompt": prompt, **fields})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def sent_messages(upstream) -> list[dict[str, str]]:
-    """The `messages` of the last chat request the upstream received."""
-    return upstream.calls(CHAT)[-1]["json"]["messages"]
-
-
-def stored(client, permalink: str) -> dict:
-    response = client.get(permalink, headers=JSON)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def turn_messages(*entries: dict) -> list[dict[str, str]]:
-    """user/assistant pairs of stored entries, as the context must carry them."""
-    out: list[dict[str, str]] = []
-    for entry in entries:
-        out += [
-            {"role": "user", "content": entry["prompt"]},
-            {"role": "assistant", "content": entry["response"]},
-        ]
-    return out
-
-
-def three_turns(client, upstream) -> tuple[str, str, str]:
-    """A conversation of three answered turns with distinct answers; returns their permalinks."""
-    upstream.script(
-        CHAT,
-        Reply(json=chat_completion("First answer: use a list.")),
-        Reply(json=chat_completion("Second answer: sort it with sorted().")),
-        Reply(json=chat_completion("Third answer: reverse=True.")),
-    )
-    t1 = post_code(client, "How do I keep several numbers?")["entry"]
-    t2 = post_code(client, "And how do I sort them?", parent=t1)["entry"]
-    t3 = post_code(client, "Descending, please.", parent=t2)["entry"]
-    return t1, t2, t3
-
-
-def index_of(permalink: str) -> int:
-    return int(permalink.rsplit("/", 1)[1])
-
-
-def conversation_articles(html: str) -> list[Node]:
-    section = only([s for s in parse(html).find_all("section") if s.has_class("conversation")])
-    return section.find_all("article")
-
-
-def permalink_of(article: Node) -> str:
-    return only([a for a in article.find_all("a") if a.has_class("permalink")]).attrs["href"]
-
-
-def entry_count(app) -> int:
-    """Entries ever created today, tombstones included: a rejected request must add none."""
-    chatlog = app.extensions["chatlog"]
-    return chatlog.count_on(chatlog.today())
-
-
-@pytest.fixture
-def openai_app(make_app, upstream):
-    """make_app through the real openai client against the local upstream, with extra settings."""
-
-    def build(**settings):
-        return make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url, **settings)
-
-    return build
 
 
 # -- context sent upstream (JSON API) ------------------------------------------------------------
@@ -581,12 +502,6 @@ def test_imported_seed_entries_are_single_turns(demo_app):
 # -- image variations ------------------------------------------------------------------------------
 
 
-def post_image(client, prompt: str, **fields: str) -> dict:
-    response = client.post("/generate_image", data={"prompt": prompt, **fields})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
 def test_image_variation_is_linked_as_turn_two(client, upstream):
     first = post_image(client, "A red fox in the snow")
     body = post_image(client, "A red fox in the snow at night", parent=first["entry"])
@@ -652,7 +567,7 @@ def test_start_page_with_a_code_parent_sets_the_followup_but_leaves_the_prompt_e
 
 
 @pytest.mark.browser
-def test_keyboard_only_followup_sends_the_context_and_shows_turn_two(open_page, openai_app, upstream):  # noqa: F811
+def test_keyboard_only_followup_sends_the_context_and_shows_turn_two(open_page, openai_app, upstream):
     app = openai_app()
     watched: WatchedPage = open_page(app)
     page = watched.page

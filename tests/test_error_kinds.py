@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from app.messages import failure
 
-from .conftest import BACKENDS, TEST_KEY
+from .support.apps import BACKENDS, TEST_KEY
 from .support.upstream import Reply, error_body
 
 CHAT = "/v1/chat/completions"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from .support.browser import WatchedPage
 from .support.ports import free_port
 from .support.serving import ServerProcess, clean_env
-from .test_browser import WatchedPage, browser  # noqa: F401 - the module's chromium, shared
 
 pytestmark = [pytest.mark.firstrun, pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -104,7 +104,7 @@ def history_link(page: Page, prompt: str):
 
 
 def test_fresh_clone_make_run_generates_by_keyboard_and_keeps_everything_over_a_restart(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     checkout: Path,
     make_run,
 ):

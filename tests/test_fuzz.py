@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from app import create_app
 
-from .conftest import HX
+from .support.htmx import HX
 
 FUZZ = settings(
     max_examples=200,

@@ -18,8 +18,9 @@ import pytest
 
 from app.history import ChatLog
 
-from .conftest import BACKENDS, HX, TEST_KEY
+from .support.apps import BACKENDS, TEST_KEY
 from .support.html import Node, parse
+from .support.htmx import HX
 from .support.upstream import Reply, error_body
 
 SAMPLE = Path(__file__).parent / "data" / "chatlog.sample.json"

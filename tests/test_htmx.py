@@ -10,8 +10,9 @@ import re
 
 import pytest
 
-from .conftest import BACKENDS, HX, TEST_KEY, StreamedAnswer, htmx_generate_code
+from .support.apps import BACKENDS, TEST_KEY
 from .support.html import Node, parse
+from .support.htmx import HX, StreamedAnswer, htmx_generate_code
 from .support.upstream import Reply, chat_completion, error_body
 
 

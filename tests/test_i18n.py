@@ -8,12 +8,9 @@ from datetime import date
 
 from playwright.sync_api import expect
 
-from . import test_browser
-from .conftest import HX, TEST_KEY
+from .support.apps import TEST_KEY
+from .support.htmx import HX
 from .support.upstream import Reply, error_body
-
-browser = test_browser.browser
-open_page = test_browser.open_page
 
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
 

@@ -13,10 +13,11 @@ import io
 import pytest
 from PIL import Image, ImageStat
 
-from .conftest import BACKENDS, HX, TEST_KEY
+from .support.apps import BACKENDS, TEST_KEY
+from .support.conversations import IMAGES, entry_count, only, post_code, post_image, stored
 from .support.html import parse
+from .support.htmx import HX
 from .support.upstream import Reply, error_body, multipart, png_bytes
-from .test_conversations import IMAGES, entry_count, only, post_code, post_image, stored
 
 
 @pytest.fixture(params=BACKENDS)

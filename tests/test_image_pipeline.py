@@ -27,7 +27,8 @@ from app.images.codec import MAX_PIXELS
 from app.images.fetch import fetch_image
 from app.providers import BadImage
 
-from .conftest import HX, TEST_KEY
+from .support.apps import TEST_KEY
+from .support.htmx import HX
 from .support.upstream import Reply, png_bytes
 
 GENERATIONS = "/v1/images/generations"

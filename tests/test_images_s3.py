@@ -32,17 +32,17 @@ from app.images import FileImageStore, ImageStore
 from app.images.s3 import S3ImageStore
 from app.providers import BadImage
 
-from .conftest import HX, TEST_KEY
 from .support import services
+from .support.apps import TEST_KEY
+from .support.htmx import HX
+from .support.s3 import APP_PREFIX, PROMPT, S3App, build_s3_app
 from .support.upstream import png_bytes
 
 AWS_SECRET = "aws-SECRET-do-not-leak-4f2b9c0e7d1a"
 PREFIX = "some/prefix"
-APP_PREFIX = "imgs"
 IMMUTABLE = "public, max-age=31536000, immutable"
 EXIF_MARKER = "SecretCameraMaker-7Qx"
 PRESIGN = 300
-PROMPT = "A red Fox, in the snow!"
 FILENAME = "a-red-fox-in-the-snow.png"
 
 
@@ -385,40 +385,6 @@ def test_s3_not_ready_for_a_missing_bucket(s3_bucket):
 
 
 # -- through the app ---------------------------------------------------------------------------
-
-
-@dataclass
-class S3App:
-    app: Any
-    client: Any
-    endpoint: str
-    bucket: str
-    raw: Any
-
-    def keys(self) -> list[str]:
-        return sorted(o["Key"] for o in self.raw.list_objects_v2(Bucket=self.bucket).get("Contents", []))
-
-    def object_bytes(self, name: str) -> bytes:
-        return self.raw.get_object(Bucket=self.bucket, Key=f"{APP_PREFIX}/{name}")["Body"].read()
-
-    def generate(self, prompt: str = PROMPT) -> dict:
-        response = self.client.post("/generate_image", json={"prompt": prompt})
-        assert response.status_code == 200, response.get_data(as_text=True)
-        return response.get_json()
-
-
-def build_s3_app(make_app, upstream, s3_bucket, **overrides: Any) -> S3App:
-    endpoint, bucket = s3_bucket
-    upstream.image_mode = "b64"  # no image download: the object store is what is under test
-    app = make_app(
-        openai_api_key=TEST_KEY,
-        openai_base_url=upstream.url,
-        image_store_url=f"s3://{bucket}/{APP_PREFIX}",
-        image_store_endpoint_url=endpoint,
-        image_store_region="us-east-1",
-        **overrides,
-    )
-    return S3App(app, app.test_client(), endpoint, bucket, services.s3_client(endpoint))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from app.history import ChatLog
 
-from .conftest import TEST_KEY
+from .support.apps import TEST_KEY
 from .support.upstream import Reply, error_body
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .conftest import BACKENDS, HX, TEST_KEY
+from .support.apps import BACKENDS, TEST_KEY
+from .support.conversations import CHAT, entry_count, only, post_code, sent_messages, stored
 from .support.html import parse
+from .support.htmx import HX
 from .support.upstream import Reply, chat_completion, error_body, png_bytes
-from .test_conversations import CHAT, entry_count, only, post_code, sent_messages, stored
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,7 +13,8 @@ import pytest
 from app.generation import INTERRUPTED
 from app.history import ChatLog, Entry
 
-from .conftest import BACKENDS, HX
+from .support.apps import BACKENDS
+from .support.htmx import HX
 
 JSON = {"Accept": "application/json"}
 

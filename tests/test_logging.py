@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from .conftest import HX, TEST_KEY, htmx_generate_code
+from .support.apps import TEST_KEY
+from .support.htmx import HX, htmx_generate_code
 from .support.upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
 
 CHAT = "/v1/chat/completions"

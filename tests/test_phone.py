@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser
 
-from .conftest import TEST_KEY
+from .support.apps import TEST_KEY
+from .support.browser import WatchedPage
 from .support.upstream import Reply, chat_completion
-from .test_browser import WatchedPage, browser  # noqa: F401 - the module's chromium, shared
 
 pytestmark = pytest.mark.browser
 
@@ -82,7 +82,7 @@ def seed(client, upstream) -> dict[str, str]:
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("de-DE", "de")], ids=["en", "de"])
 def test_every_page_fits_a_360px_phone_without_sideways_scrolling(
-    browser: Browser,  # noqa: F811
+    browser: Browser,
     make_app,
     upstream,
     live_server,

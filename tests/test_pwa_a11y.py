@@ -11,134 +11,43 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import json
 import re
 import select
 import socket
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
-from .conftest import TEST_KEY
-from .support.upstream import Reply, error_body, png_bytes
-from .test_browser import (  # noqa: F401
+from .support.apps import TEST_KEY
+from .support.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    WatchedPage,
-    browser,
+    CODE_PROMPT,
+    IMAGE_PROMPT,
+    Tab,
+    axe_violations,
+    describe,
     history,
-    open_page,
     results,
+    seed_entries,
 )
+from .support.upstream import Reply, error_body, png_bytes
 
 pytestmark = pytest.mark.browser
 
-JS_DIR = Path(__file__).parent / "js"
-AXE_PATH = JS_DIR / "node_modules" / "axe-core" / "axe.min.js"
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-NPM_TIMEOUT = 180  # seconds for `npm ci`
 WEIGHT_BUDGET = 40 * 1024  # bytes transferred by the first load of /
-
-CODE_PROMPT = "Write a Python function that adds two numbers"
-IMAGE_PROMPT = "A red fox in the snow"
 
 
 # --- fixtures and helpers ----------------------------------------------------------------------
 
 
-def _pinned_axe_version() -> str:
-    return json.loads((JS_DIR / "package.json").read_text())["dependencies"]["axe-core"]
-
-
-def _installed_axe_version() -> str | None:
-    package = AXE_PATH.parent / "package.json"
-    if not (AXE_PATH.exists() and package.exists()):
-        return None
-    return json.loads(package.read_text()).get("version")
-
-
-@pytest.fixture(scope="session")
-def axe_source() -> str:
-    """axe.min.js at the pinned version; installed from the lock file when it is missing."""
-    if _installed_axe_version() != _pinned_axe_version():
-        command = ["npm", "ci", "--prefix", str(JS_DIR), "--no-audit", "--no-fund"]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=NPM_TIMEOUT)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            pytest.fail(f"`{' '.join(command)}` could not run: {error}")
-        if done.returncode != 0:
-            pytest.fail(f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    installed = _installed_axe_version()
-    if installed != _pinned_axe_version():
-        pytest.fail(f"axe-core {installed} installed in tests/js, package.json pins {_pinned_axe_version()}")
-    return AXE_PATH.read_text(encoding="utf-8")
-
-
-class Tab(WatchedPage):
-    """A watched page that knows the server's base URL."""
-
-    def __init__(self, page: Page, base: str) -> None:
-        super().__init__(page, base)
-        self.base = base
-
-    def goto(self, path: str) -> None:
-        self.page.goto(self.base + path)
-
-
-@pytest.fixture
-def serve(live_server) -> Callable[[Any], str]:
-    """Start (once per app) a live server for an app; returns its base URL."""
-    urls: dict[int, str] = {}
-
-    def start(app) -> str:
-        if id(app) not in urls:
-            urls[id(app)] = live_server(app).url
-        return urls[id(app)]
-
-    return start
-
-
-@pytest.fixture
-def new_tab(browser: Browser, serve) -> Iterator[Callable[..., Tab]]:  # noqa: F811
-    """A fresh browser context (empty cache and storage) with one page on the app."""
-    contexts: list[BrowserContext] = []
-
-    def open_tab(
-        app, path: str | None = "/", *, color_scheme: str = "light", reduced_motion: str = "no-preference"
-    ) -> Tab:
-        base = serve(app)
-        context = browser.new_context()
-        contexts.append(context)
-        page = context.new_page()
-        page.emulate_media(color_scheme=color_scheme, reduced_motion=reduced_motion)
-        tab = Tab(page, base)
-        if path is not None:
-            tab.goto(path)
-        return tab
-
-    yield open_tab
-    for context in contexts:
-        context.close()
-
-
 def prompt_box(page: Page):
     return page.get_by_role("textbox", name="Prompt")
-
-
-def seed_entries(app) -> dict[str, str]:
-    """A code and an image entry made through the JSON API; their permalinks."""
-    client = app.test_client()
-    code = client.post("/generate_code", json={"prompt": CODE_PROMPT})
-    image = client.post("/generate_image", json={"prompt": IMAGE_PROMPT})
-    assert code.status_code == 200 and image.status_code == 200, (code.data, image.data)
-    return {"code": code.get_json()["entry"], "image": image.get_json()["entry"]}
 
 
 def wait_for_done_answer(page: Page) -> None:
@@ -167,32 +76,6 @@ def body_luminance(page: Page) -> float:
 
 
 # --- 1. axe-core ------------------------------------------------------------------------------
-
-AXE_RUN = """tags => axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})
-  .then(result => result.violations.map(v => ({
-    id: v.id, impact: v.impact, help: v.help,
-    nodes: v.nodes.map(n => ({target: n.target.join(" "), summary: n.failureSummary || ""})),
-  })))"""
-
-
-def axe_violations(page: Page, axe_source: str) -> list[dict[str, Any]]:
-    """Run axe in the page. It is evaluated through the DevTools protocol, which the page's CSP
-    (script-src 'self', no inline scripts) does not govern, so the CSP stays on for the run."""
-    if not page.evaluate("typeof window.axe === 'object'"):
-        page.evaluate(axe_source + "\n;undefined")
-    return page.evaluate(AXE_RUN, AXE_TAGS)
-
-
-def describe(violations: list[dict[str, Any]]) -> str:
-    lines = [f"{len(violations)} axe violation(s):"]
-    for v in violations:
-        lines.append(f"- {v['id']} ({v['impact']}): {v['help']}")
-        for node in v["nodes"][:8]:
-            summary = " | ".join(line.strip() for line in node["summary"].splitlines() if line.strip())
-            lines.append(f"    {node['target']}: {summary[:300]}")
-        if len(v["nodes"]) > 8:
-            lines.append(f"    … and {len(v['nodes']) - 8} more")
-    return "\n".join(lines)
 
 
 def _axe_index_empty(request, new_tab, scheme) -> Page:
@@ -607,7 +490,7 @@ def test_service_worker_controls_the_page_after_a_reload(new_tab, demo_app):
     assert script and script.endswith("/sw.js"), script
 
 
-def test_chromium_considers_the_app_installable(browser, serve, demo_app, tmp_path):  # noqa: F811
+def test_chromium_considers_the_app_installable(browser, serve, demo_app, tmp_path):
     base = serve(demo_app)
     # Installability needs a normal profile: Playwright's new_context() is incognito-like.
     context = browser.browser_type.launch_persistent_context(
@@ -796,7 +679,7 @@ def counted(serve, demo_app) -> Iterator[CountingProxy]:
     proxy.close()
 
 
-def test_first_load_transfers_at_most_40_kb(browser, counted):  # noqa: F811
+def test_first_load_transfers_at_most_40_kb(browser, counted):
     context = browser.new_context()
     try:
         page = context.new_page()

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from app.history import ChatLog
 
-from .conftest import HX, TEST_KEY
+from .support.apps import TEST_KEY
+from .support.htmx import HX
 from .support.upstream import Reply, png_bytes
 
 JSON = {"Accept": "application/json"}

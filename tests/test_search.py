@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from .conftest import BACKENDS, HX
+from .support.apps import BACKENDS
 from .support.html import parse
+from .support.htmx import HX
 
 JSON = {"Accept": "application/json"}
 UTC = UTC

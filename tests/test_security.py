@@ -17,7 +17,8 @@ import pytest
 from app import ConfigError, create_app
 from app.logs import RedactingFilter
 
-from .conftest import HX, TEST_KEY, htmx_generate_code
+from .support.apps import TEST_KEY
+from .support.htmx import HX, htmx_generate_code
 from .support.upstream import Reply, error_body
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import browser  # noqa: F401
-from .test_pwa_a11y import CODE_PROMPT, new_tab, seed_entries, serve  # noqa: F401
+from .support.browser import CODE_PROMPT, seed_entries
 
 pytestmark = pytest.mark.browser
 
@@ -21,7 +20,7 @@ CACHED_URLS = """() => caches.keys()
   .then(lists => lists.flat().map(r => new URL(r.url).pathname + new URL(r.url).search))"""
 
 
-def controlled_tab(new_tab, app, path: str = "/"):  # noqa: F811
+def controlled_tab(new_tab, app, path: str = "/"):
     tab = new_tab(app, path)
     tab.page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=10_000)
     return tab
@@ -40,7 +39,7 @@ def log_in(tab) -> None:
 
 
 @pytest.mark.parametrize("path", ["/chatlog.json", "/chatlog.full.json", "/chatlog.md"])
-def test_exports_are_never_kept_by_the_worker(new_tab, demo_app, path):  # noqa: F811
+def test_exports_are_never_kept_by_the_worker(new_tab, demo_app, path):
     links = seed_entries(demo_app)
     tab = controlled_tab(new_tab, demo_app)
     tab.goto(links["code"])  # a page it does keep, so the cache is known to work
@@ -57,7 +56,7 @@ def test_exports_are_never_kept_by_the_worker(new_tab, demo_app, path):  # noqa:
     assert path not in kept
 
 
-def test_no_store_responses_are_never_kept(new_tab, demo_app):  # noqa: F811
+def test_no_store_responses_are_never_kept(new_tab, demo_app):
     tab = controlled_tab(new_tab, demo_app)
 
     tab.goto("/healthz")  # JSON, no-store: a navigation the worker sees
@@ -70,7 +69,7 @@ def test_no_store_responses_are_never_kept(new_tab, demo_app):  # noqa: F811
     assert "/models" not in kept
 
 
-def test_offline_a_visited_entry_page_still_opens(new_tab, demo_app):  # noqa: F811
+def test_offline_a_visited_entry_page_still_opens(new_tab, demo_app):
     links = seed_entries(demo_app)
     tab = controlled_tab(new_tab, demo_app)
     tab.goto(links["code"])
@@ -83,7 +82,7 @@ def test_offline_a_visited_entry_page_still_opens(new_tab, demo_app):  # noqa: F
 
 
 @pytest.fixture
-def kept_entry(new_tab, make_app):  # noqa: F811
+def kept_entry(new_tab, make_app):
     """(tab, entry permalink, end_every_session): logged in, an entry page visited and kept."""
     app = make_app(app_password=PASSWORD)
     link = seed_entries_logged_in(app)["code"]
@@ -136,7 +135,7 @@ def seed_entries_logged_in(app) -> dict[str, str]:
     return {"code": code.get_json()["entry"]}
 
 
-def test_log_out_everywhere_is_a_keyboard_reachable_button(new_tab, make_app):  # noqa: F811
+def test_log_out_everywhere_is_a_keyboard_reachable_button(new_tab, make_app):
     app = make_app(app_password=PASSWORD)
     tab = new_tab(app, "/login")
     log_in(tab)

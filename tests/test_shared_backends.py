@@ -40,8 +40,9 @@ from PIL import Image
 
 from app.history.sql import SQLChatLog
 
-from .conftest import HX, TEST_KEY, sse_events
 from .support import services
+from .support.apps import TEST_KEY
+from .support.htmx import HX, sse_events
 from .support.upstream import FakeUpstream, Reply, chat_completion, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

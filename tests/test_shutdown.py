@@ -27,7 +27,8 @@ import requests
 
 from app.history import ChatLog, Entry, parse_cursor
 
-from .conftest import HX, TEST_KEY, sse_events
+from .support.apps import TEST_KEY
+from .support.htmx import HX, sse_events
 from .support.ports import free_port
 from .support.upstream import FakeUpstream, Reply
 

@@ -23,7 +23,7 @@ from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable
 from app.history.sql import SQLChatLog, sqlalchemy_url
 from app.messages import failure
 
-from .conftest import BACKENDS
+from .support.apps import BACKENDS
 from .support.clock import CEST, Clock
 from .support.ports import free_port
 

@@ -22,17 +22,10 @@ import requests
 
 from app.config import Settings
 
-from .conftest import (
-    BACKENDS,
-    HX,
-    TEST_KEY,
-    LiveServer,
-    StreamedAnswer,
-    htmx_generate_code,
-    parse_sse,
-    sse_events,
-)
+from .support.apps import BACKENDS, TEST_KEY
+from .support.htmx import HX, StreamedAnswer, htmx_generate_code, parse_sse, sse_events
 from .support.ports import free_port
+from .support.serving import LiveServer
 from .support.upstream import FakeUpstream, Reply, chat_completion, error_body
 
 

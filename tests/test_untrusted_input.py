@@ -14,7 +14,8 @@ from PIL import Image
 from app.images.fetch import MAX_DOWNLOAD_BYTES
 from app.rendering import render_markdown
 
-from .conftest import HX, TEST_KEY, htmx_generate_code
+from .support.apps import TEST_KEY
+from .support.htmx import HX, htmx_generate_code
 from .support.upstream import Reply, chat_completion, png_bytes
 
 GENERATIONS = "/v1/images/generations"

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from .conftest import HX, TEST_KEY, StreamedAnswer, htmx_generate_code
+from .support.apps import TEST_KEY
+from .support.htmx import HX, StreamedAnswer, htmx_generate_code
 from .support.ports import free_port
 from .support.upstream import FakeUpstream, Reply, chat_completion, error_body, png_bytes
 

@@ -1,4 +1,5 @@
-"""Real server processes for tests: `make run`, `make dev`, gunicorn, each in its own process group.
+"""Real servers for tests: `LiveServer`, a threaded WSGI server in the test's process, and server
+processes (`make run`, `make dev`, gunicorn), each in its own process group.
 
 Every wait is bounded; stopping sends SIGTERM to the whole group (make, gunicorn's master and its
 workers, or the reloader and its server) and SIGKILL only if it outlives its bound.
@@ -10,11 +11,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import requests
+from werkzeug.serving import make_server
 
 # Settings that would change what a test of the defaults sees, and make's own variables (a
 # `make test` run passes its jobserver to children through them).
@@ -114,3 +117,20 @@ class ServerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
         return False
+
+
+class LiveServer:
+    """A real threaded WSGI server on 127.0.0.1 running an app."""
+
+    def __init__(self, app) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
