@@ -158,7 +158,7 @@ def recognised(sentence: str) -> str:
 # Error pages show Werkzeug's name of the status as their title, and its description when the
 # error brings no message of its own (an unknown URL, a malformed form, a crash): `tr` finds them
 # in the catalogue like any sentence, so they are marked here, as Werkzeug writes them, for the
-# statuses the app answers with (tests/test_catalogue.py checks they still match Werkzeug's).
+# statuses the app answers with (tests/i18n/test_catalogue.py checks they still match Werkzeug's).
 HTTP_TEXTS = {
     400: (
         N_("Bad Request"),

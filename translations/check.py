@@ -3,7 +3,7 @@
 Every message must be translated (each plural form too), none may be marked fuzzy, and each
 translation must use exactly the named placeholders of its message (`%(added)s` …): a missing one
 hides a value, an unknown one breaks the formatting at run time. Prints each problem and exits 1,
-so a catalogue with holes is never compiled. tests/test_catalogue.py applies the same checks to
+so a catalogue with holes is never compiled. tests/i18n/test_catalogue.py applies the same checks to
 the messages it extracts from the code.
 
     python translations/check.py [messages.po ...]   (default: every translations/*/LC_MESSAGES)
