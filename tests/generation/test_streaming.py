@@ -22,7 +22,7 @@ import requests
 
 from app.config import Settings
 
-from ..support.apps import BACKENDS, TEST_KEY
+from ..support.apps import BACKENDS, STORAGE_FREE, TEST_KEY
 from ..support.htmx import HX, StreamedAnswer, htmx_generate_code, parse_sse, sse_events
 from ..support.ports import free_port
 from ..support.serving import LiveServer
@@ -650,6 +650,7 @@ def models_reply(*ids: str) -> Reply:
     return Reply(json={"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
 
+@STORAGE_FREE
 def test_models_lists_the_upstream_models_with_the_default_first(client, upstream):
     upstream.script(MODELS, models_reply("zeta-model", DEFAULT_MODEL, "alpha-model"))
 
@@ -660,12 +661,14 @@ def test_models_lists_the_upstream_models_with_the_default_first(client, upstrea
     assert sorted(body["models"]) == sorted([DEFAULT_MODEL, "alpha-model", "zeta-model"])
 
 
+@STORAGE_FREE
 def test_models_lists_the_default_even_if_the_upstream_does_not(client, upstream):
     upstream.script(MODELS, models_reply("other-model"))
 
     assert client.get("/models").get_json()["models"] == [DEFAULT_MODEL, "other-model"]
 
 
+@STORAGE_FREE
 def test_models_failure_upstream_still_offers_the_default(client, upstream):
     upstream.script(MODELS, Reply(status=500, json=error_body("boom")))
 
@@ -675,6 +678,7 @@ def test_models_failure_upstream_still_offers_the_default(client, upstream):
     assert response.get_json()["models"] == [DEFAULT_MODEL]
 
 
+@STORAGE_FREE
 def test_models_for_htmx_are_option_elements(client, upstream):
     upstream.script(MODELS, models_reply("alpha-model", DEFAULT_MODEL))
 

@@ -13,7 +13,7 @@ import io
 import pytest
 from PIL import Image, ImageStat
 
-from ..support.apps import BACKENDS, TEST_KEY
+from ..support.apps import BACKENDS, STORAGE_FREE, TEST_KEY
 from ..support.conversations import IMAGES, entry_count, only, post_code, post_image, stored
 from ..support.html import parse
 from ..support.htmx import HX
@@ -237,6 +237,7 @@ def test_after_an_htmx_edit_the_form_edits_the_new_picture(editing_client, upstr
     assert response.headers["HX-Trigger"] == "generated"
 
 
+@STORAGE_FREE
 def test_the_image_options_say_which_models_edit(editing_client, client, upstream):
     options = parse(editing_client.get("/").get_data(as_text=True)).find_all("details")[0]
     assert "This model also edits pictures" in options.text
