@@ -88,11 +88,11 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
 test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 # The inner loop: lint and type checks, then every test that needs no browser and no services.
 test-fast: $(VENV)/.dev lint
-	$(BIN)/pytest -m "not browser and not services" -q
+	$(BIN)/pytest -n auto -m "not browser and not services" -q
 
 # LiteLLM's proxy in a venv of its own, measured beside the app (bench/stream_bench.py).
 bench/litellm/.venv/.installed: bench/litellm/requirements.txt
