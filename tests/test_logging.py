@@ -122,8 +122,10 @@ def test_image_upstream_error_logs_fehler_bei_der_bildgenerierung(client, upstre
 
 
 def test_successful_image_logs_no_error(client, data_dir):
-    client.post("/generate_image", data={"prompt": "fine"})
+    response = client.post("/generate_image", data={"prompt": "fine"})
 
+    assert response.status_code == 200
+    assert response.get_json()["image_url"]
     assert [line for line in app_log(data_dir).splitlines() if level_of(line) == "ERROR"] == []
 
 
@@ -245,8 +247,10 @@ def test_key_shaped_secret_not_in_app_log_even_if_not_configured(client, upstrea
     other = "sk-proj-OTHERSECRET0123456789abcdefXYZ"
     upstream.script(CHAT, Reply(status=401, json=error_body(f"Incorrect API key provided: {other}")))
 
-    client.post("/generate_code", data={"prompt": "bad key"})
+    response = client.post("/generate_code", data={"prompt": "bad key"})
 
+    assert response.status_code == 500
+    assert "401" in app_log(data_dir)  # the failure itself is logged
     assert "OTHERSECRET0123456789" not in app_log(data_dir)
 
 
@@ -282,8 +286,8 @@ def test_key_echoed_by_upstream_401_not_in_any_response_body(client, upstream):
 
 def test_key_not_stored_in_data_dir(client, upstream, data_dir):
     script_key_echoing_401(upstream)
-    client.post("/generate_code", data={"prompt": "bad key"})
-    client.post("/generate_image", data={"prompt": "fine"})
+    assert client.post("/generate_code", data={"prompt": "bad key"}).status_code == 500
+    assert client.post("/generate_image", data={"prompt": "fine"}).status_code == 200
 
     leaked = [p.name for p in data_dir.rglob("*") if p.is_file() and TEST_KEY.encode() in p.read_bytes()]
     assert leaked == []
@@ -293,11 +297,12 @@ def test_key_echoed_by_upstream_not_on_stdout_stderr_or_log_records(make_app, up
     caplog.set_level(logging.DEBUG)
     client = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url).test_client()
     script_key_echoing_401(upstream)
-    client.post("/generate_code", data={"prompt": "bad key"})
+    assert client.post("/generate_code", data={"prompt": "bad key"}).status_code == 500
     script_key_echoing_401(upstream, IMAGES)
-    client.post("/generate_image", data={"prompt": "bad key"})
+    assert client.post("/generate_image", data={"prompt": "bad key"}).status_code == 500
 
     out, err = capsys.readouterr()
+    assert "401" in caplog.text  # the upstream's refusal was logged, only without the key
     assert TEST_KEY not in out
     assert TEST_KEY not in err
     assert TEST_KEY not in caplog.text
@@ -305,9 +310,12 @@ def test_key_echoed_by_upstream_not_on_stdout_stderr_or_log_records(make_app, up
 
 
 def test_key_not_sent_anywhere_but_the_authorization_header(client, upstream):
-    client.post("/generate_code", data={"prompt": "a"})
-    client.post("/generate_image", data={"prompt": "b"})
+    assert client.post("/generate_code", data={"prompt": "a"}).status_code == 200
+    assert client.post("/generate_image", data={"prompt": "b"}).status_code == 200
 
+    paths = [call["path"] for call in upstream.requests]
+    assert CHAT in paths and IMAGES in paths
+    assert [p for p in paths if p.startswith("/files/")]  # the image download was checked too
     for call in upstream.requests:
         headers = {k.lower(): v for k, v in call["headers"].items()}
         others = {k: v for k, v in headers.items() if k != "authorization"}
@@ -358,15 +366,21 @@ def test_signed_image_url_query_not_in_responses(client, upstream):
         (permalink, {"Accept": "text/html"}),
         ("/", {}),
     ]:
-        assert "SECRETSIG" not in client.get(path, headers=headers).get_data(as_text=True)
+        response = client.get(path, headers=headers)
+        text = response.get_data(as_text=True)
+        assert response.status_code == 200, (path, headers)
+        assert "signed" in text, (path, headers)  # the entry is there, only without the signature
+        assert "SECRETSIG" not in text
 
 
 def test_b64_image_data_not_logged(client, upstream, data_dir):
     data = base64.b64encode(png_bytes((32, 32), (1, 2, 3))).decode()
     upstream.script(IMAGES, Reply(json={"created": 1, "data": [{"b64_json": data}]}))
 
-    client.post("/generate_image", data={"prompt": "inline"})
+    response = client.post("/generate_image", data={"prompt": "inline"})
 
+    assert response.status_code == 200
+    assert response.get_json()["image_url"]
     assert data[:40] not in app_log(data_dir)
 
 

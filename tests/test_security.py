@@ -68,8 +68,10 @@ def test_cross_site_generate_code_is_403_json(demo_app, headers):
     ids=["origin", "sec-fetch-cross-site", "sec-fetch-same-site", "origin-null"],
 )
 def test_cross_site_generate_code_stores_nothing(demo_app, headers):
-    demo_app.test_client().post("/generate_code", data={"prompt": "spend money"}, headers=headers)
+    response = demo_app.test_client().post("/generate_code", data={"prompt": "spend money"}, headers=headers)
 
+    assert response.status_code == 403
+    assert response.get_json()["error"]
     assert stored(demo_app) == 0
 
 
@@ -117,10 +119,13 @@ def test_cross_site_htmx_request_gets_an_alert_fragment_with_error_status(demo_a
 
 
 def test_cross_site_htmx_request_stores_nothing(demo_app):
-    demo_app.test_client().post(
+    response = demo_app.test_client().post(
         "/generate_code", data={"prompt": "spend money"}, headers={**HX, "Sec-Fetch-Site": "cross-site"}
     )
 
+    assert response.status_code == 200  # htmx errors are swapped fragments (see test_htmx)
+    assert response.headers["X-Error-Status"] == "403"
+    assert 'role="alert"' in response.get_data(as_text=True)
     assert stored(demo_app) == 0
 
 
@@ -186,6 +191,8 @@ def test_wrong_password_sets_no_session_cookie(locked_app):
     client = locked_app.test_client()
     response = login(client, "wrong password")
 
+    assert response.status_code == 401
+    assert 'role="alert"' in response.get_data(as_text=True)
     assert "Set-Cookie" not in response.headers
     assert client.get_cookie("session") is None
 
@@ -563,8 +570,12 @@ def test_every_response_has_a_permissions_policy(any_response):
 
 
 def test_security_headers_are_not_meta_tags(demo_client):
-    page = demo_client.get("/").get_data(as_text=True).lower()
+    response = demo_client.get("/")
+    page = response.get_data(as_text=True).lower()
 
+    assert response.status_code == 200
+    assert response.headers["Content-Security-Policy"]  # sent as a header instead
+    assert '<textarea id="prompt"' in page  # the real index page
     assert "http-equiv" not in page
 
 
@@ -788,10 +799,12 @@ def _files_under(root: Path) -> list[Path]:
 
 
 def test_api_key_appears_in_no_response(secret_tour):
+    assert any("write hello world" in t for t in secret_tour)  # the tour got past the login
     assert [t for t in secret_tour if TEST_KEY in t] == []
 
 
 def test_key_shaped_password_appears_in_no_response(secret_tour):
+    assert any("write hello world" in t for t in secret_tour)  # the tour got past the login
     assert [t for t in secret_tour if KEY_SHAPED_PASSWORD in t] == []
 
 
@@ -805,6 +818,7 @@ def test_api_key_is_written_to_no_file_under_data_dir(secret_tour, data_dir):
 def test_password_is_written_to_no_file_under_data_dir(secret_tour, data_dir):
     files = _files_under(data_dir)
 
+    assert any(p.suffix == ".json" for p in files)  # the tour did write history
     assert [p for p in files if KEY_SHAPED_PASSWORD.encode() in p.read_bytes()] == []
 
 
@@ -831,6 +845,7 @@ def test_key_shaped_string_in_a_logged_traceback_is_redacted(demo_app, data_dir)
 def test_flask_app_logger_is_redacted(demo_app, data_dir):
     demo_app.logger.warning("key=%s", "sk-live-abcdefghijklmnop1234")
 
+    assert "key=[REDACTED]" in (data_dir / "app.log").read_text(encoding="utf-8")
     assert "sk-live-abcdefghijklmnop1234" not in (data_dir / "app.log").read_text(encoding="utf-8")
 
 

@@ -139,11 +139,20 @@ def test_answer_within_the_limit_is_not_marked(make_app, upstream):
         openai_api_key=TEST_KEY, openai_base_url=upstream.url, max_answer_chars=LIMIT
     ).test_client()
 
-    body = client.post("/generate_code", data={"prompt": "short"}).get_json()
+    response = client.post("/generate_code", data={"prompt": "short"})
+    body = response.get_json()
 
+    assert response.status_code == 200
+    assert body["code"].startswith("Answer to: short")
     assert "truncated" not in body
-    assert "truncated" not in client.get(body["entry"], headers=JSON).get_json()
-    assert "cut at" not in client.get(body["entry"]).get_data(as_text=True)
+    entry = client.get(body["entry"], headers=JSON)
+    assert entry.status_code == 200
+    assert entry.get_json()["response"] == body["code"]
+    assert "truncated" not in entry.get_json()
+    page = client.get(body["entry"])
+    assert page.status_code == 200
+    assert "Answer to: short" in page.get_data(as_text=True)
+    assert "cut at" not in page.get_data(as_text=True)
 
 
 def test_max_answer_chars_setting_is_read_and_checked():

@@ -257,6 +257,7 @@ def test_fault_message_is_short_and_one_line(make_app, upstream, name):
 def test_fault_message_hides_raw_upstream_text(make_app, upstream, name):
     outcome = provoke(name, make_app, upstream)
 
+    assert outcome.response.status_code == 500
     body = outcome.response.get_data(as_text=True)
     assert RAW not in body
     error = error_of(outcome)
@@ -293,8 +294,10 @@ def test_fault_entry_permalink_shows_failed_status(make_app, upstream, name):
 
 @pytest.mark.parametrize("name", FAULT_IDS)
 def test_fault_leaves_no_image_or_temp_file(make_app, upstream, data_dir, name):
-    provoke(name, make_app, upstream)
+    outcome = provoke(name, make_app, upstream)
 
+    assert outcome.response.status_code == 500
+    assert error_of(outcome).strip()  # the fault was met, and answered with its message
     assert list(data_dir.rglob("*.tmp")) == []
     assert [p.name for p in (data_dir / "images").iterdir()] == []
 

@@ -237,8 +237,10 @@ def test_cli_import_of_an_invalid_file_imports_nothing(data_dir, tmp_path, conte
     path = tmp_path / "broken.json"
     path.write_text(content, encoding="utf-8")
 
-    run_flask(data_dir, "import-chatlog", str(path))
+    result = run_flask(data_dir, "import-chatlog", str(path))
 
+    assert result.returncode == 1, result.stderr
+    assert "Error:" in result.stderr
     assert ChatLog(data_dir).count() == 0
 
 
@@ -276,27 +278,39 @@ def test_imported_image_entry_page_says_image_no_longer_available(imported_clien
     "permalink", ["/chatlog/2024-08-30/1", "/chatlog/2024-09-02/0"], ids=["fixed-local-path", "expired-url"]
 )
 def test_imported_image_entry_page_has_no_image_element(imported_client, permalink):
-    html = imported_client.get(permalink).get_data(as_text=True)
+    response = imported_client.get(permalink)
+    html = response.get_data(as_text=True)
 
+    assert response.status_code == 200
+    assert "Image no longer available" in html
     assert "<img" not in html
 
 
 def test_expired_image_url_is_never_fetched_by_its_entry_page(imported_client):
-    html = imported_client.get("/chatlog/2024-09-02/0").get_data(as_text=True)
+    response = imported_client.get("/chatlog/2024-09-02/0")
+    html = response.get_data(as_text=True)
 
+    assert response.status_code == 200
+    assert "Ein roter Fuchs im Schnee, fotorealistisch" in html
     assert not [url for url in collect(html).urls if EXPIRED_HOST in url]
 
 
 def test_gone_local_image_is_never_fetched_by_its_entry_page(imported_client):
-    html = imported_client.get("/chatlog/2024-08-30/1").get_data(as_text=True)
+    response = imported_client.get("/chatlog/2024-08-30/1")
+    html = response.get_data(as_text=True)
 
+    assert response.status_code == 200
+    assert "Ein Leuchtturm bei Sonnenuntergang im Stil eines Aquarells" in html
     assert not [url for url in collect(html).urls if "generated_image.png" in url]
 
 
 @pytest.mark.parametrize("path", ["/", "/chatlog"])
 def test_history_pages_never_fetch_the_expired_image(imported_client, path):
-    html = imported_client.get(path).get_data(as_text=True)
+    response = imported_client.get(path)
+    html = response.get_data(as_text=True)
 
+    assert response.status_code == 200
+    assert "Ein roter Fuchs im Schnee" in html  # the expired image's entry is listed
     assert not [url for url in collect(html).urls if EXPIRED_HOST in url]
 
 

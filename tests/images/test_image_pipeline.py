@@ -303,6 +303,10 @@ def test_bad_image_logs_the_image_generation_failure(bad_generation, data_dir):
 
 
 def test_bad_image_leaves_nothing_in_the_image_directory(bad_generation, data_dir):
+    _, response, message = bad_generation
+
+    assert response.status_code == 500
+    assert message in response.get_json()["error"]
     assert image_files(data_dir) == []
 
 
@@ -932,9 +936,14 @@ def test_gallery_next_page_continues_without_repeats(demo_client, fifty):
 
 
 def test_gallery_with_one_page_has_no_load_more_button(demo_client):
-    demo_images(demo_client, 2)
+    made = demo_images(demo_client, 2)
 
-    assert more_url(demo_client.get("/images").get_data(as_text=True)) is None
+    response = demo_client.get("/images")
+    html = response.get_data(as_text=True)
+
+    assert response.status_code == 200
+    assert [item["href"] for item in gallery_items(html)] == made[::-1]
+    assert more_url(html) is None
 
 
 def import_sample(client) -> None:
@@ -1006,6 +1015,7 @@ def test_imported_dead_image_page_has_no_offsite_image(dead_image_pages):
 
 
 def test_viewing_imported_dead_images_fetches_nothing(dead_image_pages, upstream, connections):
+    assert all("Image no longer available" in html for html in dead_image_pages)
     assert upstream.requests == []
     assert connections == []
 

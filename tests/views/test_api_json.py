@@ -195,8 +195,10 @@ def test_bad_prompt_stores_nothing_and_calls_no_upstream(make_app, upstream, dat
         openai_api_key=TEST_KEY, openai_base_url=upstream.url, max_prompt_chars=20
     ).test_client()
 
-    client.post(route, **request_kwargs)
+    response = client.post(route, **request_kwargs)
 
+    assert response.status_code == 400
+    assert response.get_json()["error"]
     assert client.get("/chatlog.json").get_json() == {}
     assert stored_files(data_dir) == []
     assert upstream.requests == []
@@ -277,10 +279,16 @@ def test_chatlog_json_never_contains_upstream_image_url(client, upstream):
         "/v1/images/generations",
         Reply(json={"created": 1, "data": [{"url": upstream.origin + "/files/image.png?sig=SECRETSIG"}]}),
     )
-    client.post("/generate_image", data={"prompt": "signed"})
+    image = client.post("/generate_image", data={"prompt": "signed"})
+    assert image.status_code == 200
 
-    text = client.get("/chatlog.json").get_data(as_text=True)
+    response = client.get("/chatlog.json")
+    text = response.get_data(as_text=True)
 
+    assert response.status_code == 200
+    assert response.get_json()[date_of(image.get_json()["entry"])] == [
+        {"prompt": "signed", "response": image.get_json()["image_url"]}
+    ]  # the entry is exported, with the app's own image URL
     assert upstream.origin not in text
     assert "SECRETSIG" not in text
 

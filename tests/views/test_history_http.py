@@ -350,6 +350,7 @@ def test_search_lists_only_matching_entries(demo_client, searchable):
 def test_search_fragment_is_not_a_full_page(demo_client, searchable):
     html = search_fragment(demo_client, "fox")
 
+    assert entry_links(parse(html)) == [searchable["fox"]]
     assert "<html" not in html
     assert "<aside" not in html
 
@@ -601,8 +602,10 @@ def test_import_of_a_non_json_upload_answers_400_with_an_error(demo_client, cont
 
 
 def test_import_of_a_non_json_upload_imports_nothing(demo_client):
-    upload(demo_client, b'{"2024-08-30": [{"prompt": "half a file", "resp')
+    response = upload(demo_client, b'{"2024-08-30": [{"prompt": "half a file", "resp')
 
+    assert response.status_code == 400
+    assert response.get_json()["error"]
     assert demo_client.get("/chatlog.json").get_json() == {}
 
 

@@ -275,6 +275,9 @@ def test_htmx_empty_prompt_is_alert_fragment(client, prompt):
 def test_htmx_empty_prompt_does_not_signal_success(client):
     response = client.post("/generate_code", data={"prompt": ""}, headers=HX)
 
+    assert response.status_code == 200  # an htmx error is a swapped fragment
+    assert response.headers["X-Error-Status"] == "400"
+    assert parse(body_of(response)).find_all(role="alert")
     assert not is_success_signal(response)
     assert "sse-connect" not in body_of(response)
 
@@ -288,6 +291,8 @@ def test_htmx_code_success_signals_done(client):
 def test_htmx_code_request_does_not_signal_success_before_the_answer(client):
     response = client.post("/generate_code", data={"prompt": "fine"}, headers=HX)
 
+    assert response.status_code == 200
+    assert "sse-connect" in body_of(response)  # the answer is still to come, over the stream
     assert not is_success_signal(response)
 
 
@@ -513,14 +518,21 @@ def test_demo_mode_page_says_so(demo_client):
 
 @STORAGE_FREE
 def test_key_configured_page_has_no_demo_banner(client):
-    html = body_of(client.get("/"))
+    response = client.get("/")
+    html = body_of(response)
 
+    assert response.status_code == 200
+    assert parse(html).by_id("prompt") is not None  # the real index page
     assert "Demo mode" not in html
 
 
 @STORAGE_FREE
 def test_index_page_does_not_render_the_key(client):
-    assert TEST_KEY not in body_of(client.get("/"))
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert parse(body_of(response)).by_id("prompt") is not None  # the real index page
+    assert TEST_KEY not in body_of(response)
 
 
 # -- security headers ------------------------------------------------------------------------
@@ -634,15 +646,22 @@ def test_responses_carry_nosniff(client, upstream, make_response):
 
 @STORAGE_FREE
 def test_csp_is_a_header_not_a_meta_tag(client):
-    metas = parse(body_of(client.get("/"))).find_all("meta")
+    response = client.get("/")
+    metas = parse(body_of(response)).find_all("meta")
 
+    assert response.status_code == 200
+    assert response.headers.get("Content-Security-Policy")
+    assert metas  # the page's own meta tags (charset, viewport...) are there
     assert not [m for m in metas if (m.attrs.get("http-equiv") or "").lower() == "content-security-policy"]
 
 
 @pytest.mark.parametrize("make_response", [_page, _fragment, _stream, _stream_500])
 def test_html_has_no_inline_script_or_style(client, upstream, make_response):
-    doc = parse(body_of(make_response(client, upstream)))
+    response = make_response(client, upstream)
+    doc = parse(body_of(response))
 
+    assert response.status_code == 200
+    assert doc.find_all("textarea" if make_response is _page else "article")  # the prompt box; the entry
     inline_scripts = [n for n in doc.find_all("script") if not n.attrs.get("src")]
     styled = [n.tag for n in doc.iter() if "style" in n.attrs]
     assert inline_scripts == []
