@@ -126,6 +126,21 @@ def _port_taken(log: Path, since: int) -> bool:
     return "Address already in use" in text or "could not bind" in text
 
 
+def _on_a_free_port(log: Path, start: Callable[[int], None]) -> int:
+    """Call `start(port)` on a free port, again on another (up to PORT_ATTEMPTS) when the
+    server's log says someone took the port first; returns the port it started on."""
+    for attempt in range(PORT_ATTEMPTS):
+        port = free_port()
+        log_start = _log_size(log)
+        try:
+            start(port)
+            return port
+        except ServiceError:
+            if attempt + 1 == PORT_ATTEMPTS or not _port_taken(log, log_start):
+                raise
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
@@ -260,15 +275,7 @@ class PgServer:
         atexit.register(self.stop)
         try:
             self._initdb()
-            for attempt in range(PORT_ATTEMPTS):
-                self.port = free_port()
-                log_start = _log_size(self.log)
-                try:
-                    self._start_postgres()
-                    break
-                except ServiceError:
-                    if attempt + 1 == PORT_ATTEMPTS or not _port_taken(self.log, log_start):
-                        raise
+            self.port = _on_a_free_port(self.log, self._start_postgres_on)
             self.psql(f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
         except BaseException:
             self.stop()
@@ -308,6 +315,10 @@ class PgServer:
             result = self._run(command, "initdb", self.initdb_log, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise ServiceError(f"initdb failed (exit {result.returncode})\n{_log_tail(self.initdb_log)}")
+
+    def _start_postgres_on(self, port: int) -> None:
+        self.port = port
+        self._start_postgres()
 
     def _start_postgres(self) -> None:
         command = [self.postgres, "-D", str(self.data_dir), "-p", str(self.port), "-k", str(self.socket_dir)]
@@ -440,19 +451,15 @@ class RedisServer:
     def start(self) -> RedisServer:
         atexit.register(self.stop)
         try:
-            for attempt in range(PORT_ATTEMPTS):
-                self.port = free_port()
-                log_start = _log_size(self.log)
-                try:
-                    self._start()
-                    break
-                except ServiceError:
-                    if attempt + 1 == PORT_ATTEMPTS or not _port_taken(self.log, log_start):
-                        raise
+            self.port = _on_a_free_port(self.log, self._start_on)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_on(self, port: int) -> None:
+        self.port = port
+        self._start()
 
     def _start(self) -> None:
         command = [self.binary, "--port", str(self.port), "--bind", HOST, "--protected-mode", "yes"]
