@@ -90,9 +90,10 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
 	$(BIN)/pytest -n auto
 
-# The inner loop: lint and type checks, then every test that needs no browser and no services.
+# The inner loop: lint and type checks, then every test that needs no browser, no services and
+# no real server processes (marker slow).
 test-fast: $(VENV)/.dev lint
-	$(BIN)/pytest -n auto -m "not browser and not services" -q
+	$(BIN)/pytest -n auto -m "not browser and not services and not slow" -q
 
 # LiteLLM's proxy in a venv of its own, measured beside the app (bench/stream_bench.py).
 bench/litellm/.venv/.installed: bench/litellm/requirements.txt

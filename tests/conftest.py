@@ -60,12 +60,14 @@ SERVICE_FIXTURES = {"pg_server", "pg_url", "redis_server", "s3_server", "s3_buck
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests that need a real PostgreSQL, Redis or S3 `services`, so that
     `make test-fast` can leave them out: those using their fixtures, and those run on the
-    PostgreSQL backend (which asks for its database at run time); and every test that uses
-    chromium (the `browser` fixture) as `browser`."""
+    PostgreSQL backend or the S3 image store (which ask for them at run time); and every
+    test that uses chromium (the `browser` fixture) as `browser`."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         fixtures = set(getattr(item, "fixturenames", ()))
-        if SERVICE_FIXTURES & fixtures or "postgresql" in params.values():
+        values = [value for value in params.values() if isinstance(value, str)]
+        on_a_service = "postgresql" in values or "s3" in values
+        if SERVICE_FIXTURES & fixtures or on_a_service:
             item.add_marker(pytest.mark.services)
         if "browser" in fixtures and item.get_closest_marker("browser") is None:
             item.add_marker(pytest.mark.browser)  # chromium, wherever the test lives

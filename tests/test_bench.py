@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real processes: make test runs it, make test-fast does not
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -30,7 +30,7 @@ from ..support.ports import free_port
 ROOT = Path(__file__).parents[2]
 
 # The scenarios run in module fixtures: allow for them in the first test that uses each one.
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # slow: real processes, not in make test-fast
 
 
 def unparsable_json_files(data_dir: Path) -> list[str]:

@@ -15,6 +15,8 @@ import pytest
 from ..support.ports import free_port
 from ..support.serving import ServerProcess, clean_env
 
+pytestmark = pytest.mark.slow  # real processes: make test runs it, make test-fast does not
+
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 CONFIG = ROOT / "gunicorn.conf.py"

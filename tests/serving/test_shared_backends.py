@@ -83,7 +83,7 @@ NEUTRAL = (
     "IMAGE_STORE_PRESIGN",
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.services]
 
 
 # -- real server processes -----------------------------------------------------------------------

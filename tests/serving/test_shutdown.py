@@ -32,6 +32,8 @@ from ..support.htmx import HX, sse_events
 from ..support.ports import free_port
 from ..support.upstream import FakeUpstream, Reply
 
+pytestmark = pytest.mark.slow  # real processes: make test runs it, make test-fast does not
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "gunicorn.conf.py"
 GRACEFUL_TIMEOUT = float(runpy.run_path(str(CONFIG))["graceful_timeout"])
