@@ -256,31 +256,37 @@ def test_key_shaped_secret_not_in_app_log_even_if_not_configured(client, upstrea
 
 def test_key_echoed_by_upstream_401_not_in_any_response_body(client, upstream):
     script_key_echoing_401(upstream)
-    json_body = client.post("/generate_code", data={"prompt": "bad key json"}).get_data(as_text=True)
+    json_answer = client.post("/generate_code", data={"prompt": "bad key json"})
+    assert json_answer.status_code == 500
+    assert json_answer.get_json()["error"]
     script_key_echoing_401(upstream)
     streamed = htmx_generate_code(client, "bad key htmx")
     assert "status-failed" in streamed.final
     htmx_body = streamed.html + "".join(streamed.tokens)
     script_key_echoing_401(upstream, IMAGES)
-    image_body = client.post("/generate_image", data={"prompt": "bad key image"}).get_data(as_text=True)
+    image_answer = client.post("/generate_image", data={"prompt": "bad key image"})
+    assert image_answer.status_code == 500
+    assert image_answer.get_json()["error"]
 
     permalink = client.post("/generate_code", data={"prompt": "good"}).get_json()["entry"]
     date = permalink.split("/")[2]
-    pages = [
-        client.get(path, headers=headers).get_data(as_text=True)
-        for path, headers in [
-            ("/", {}),
-            ("/chatlog", {"Accept": "text/html"}),
-            ("/chatlog", HX),
-            ("/chatlog.json", {}),
-            (f"/chatlog/{date}/0", {"Accept": "text/html"}),
-            (f"/chatlog/{date}/0", {"Accept": "application/json"}),
-            (f"/chatlog/{date}/1", HX),
-            ("/healthz", {}),
-        ]
-    ]
+    pages = []
+    for path, headers in [
+        ("/", {}),
+        ("/chatlog", {"Accept": "text/html"}),
+        ("/chatlog", HX),
+        ("/chatlog.json", {}),
+        (f"/chatlog/{date}/0", {"Accept": "text/html"}),
+        (f"/chatlog/{date}/0", {"Accept": "application/json"}),
+        (f"/chatlog/{date}/1", HX),
+        ("/healthz", {}),
+    ]:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, path
+        pages.append(response.get_data(as_text=True))
+    assert "bad key json" in pages[4]  # the failed entry's own page is there to read
 
-    for body in [json_body, htmx_body, image_body, *pages]:
+    for body in [json_answer.get_data(as_text=True), htmx_body, image_answer.get_data(as_text=True), *pages]:
         assert TEST_KEY not in body
 
 

@@ -105,7 +105,10 @@ def test_aligned_tables_have_no_style_attribute():
 
 
 def test_highlighted_code_has_no_style_attribute():
-    assert "style=" not in html_of("```python\nclass A:\n    pass\n```")
+    html = html_of("```python\nclass A:\n    pass\n```")
+
+    assert '<span class="k">class</span>' in html  # highlighted, with classes only
+    assert "style=" not in html
 
 
 def test_unknown_fence_language_falls_back_to_escaped_plain_text():
