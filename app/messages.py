@@ -123,6 +123,14 @@ def failure(kind: str, /, **values: Any) -> Message:
     return message
 
 
+def failure_fields(error: str) -> dict[str, Any]:
+    """The fields a failed entry stores for `error`: its English sentence (for the exports and
+    the JSON API) and, for a failure's Message (`failure`), its kind and values."""
+    if isinstance(error, Message) and error.kind is not None:
+        return {"error": str(error), "error_kind": error.kind, "error_params": dict(error.values)}
+    return {"error": str(error), "error_kind": None, "error_params": {}}
+
+
 def stored_failure(kind: str | None, values: dict[str, Any], sentence: str | None) -> str | None:
     """The message of an entry's stored failure: from its kind and values; for an entry stored
     before kinds existed (or by a newer version, with a kind this one does not know), its English

@@ -18,6 +18,7 @@ from functools import partial
 
 from ..history import Entry, HistoryUnavailable
 from ..messages import failure as failure_message
+from ..messages import failure_fields
 from ..providers import (
     EmptyAnswer,
     IncompleteAnswer,
@@ -226,9 +227,8 @@ class CodeAnswers(GeneratorBase):
             # with Retry, when it is next opened. The browser is told what happened now.
             if not isinstance(e, HistoryUnavailable):
                 log.exception("Storing the answer failed")
-            message = failure_message("not_saved")
-            stored = replace(entry, status="failed", error=message, error_kind="not_saved", response=got.text)
-            return stored, "not_saved"
+            unsaved = failure_fields(failure_message("not_saved"))
+            return replace(entry, status="failed", response=got.text, **unsaved), "not_saved"
         # The answer is stored; a leftover claim only matters to a pending entry.
         with contextlib.suppress(HistoryUnavailable):
             self._release(entry)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..messages import Message
+from ..messages import failure_fields
 from . import branches
 from .claims import StreamClaims
 from .model import KINDS, Day, Entry, Page, Permalink, group_days
@@ -277,10 +277,7 @@ class StoreBase:
         return self._update(entry, response=response, status="done", error=None, **extra)
 
     def fail(self, entry: Entry, error: str, *, partial: str = "", **extra: Any) -> Entry:
-        # A failure's Message (app.messages.failure) also goes in as its kind and values.
-        kind, params = (error.kind, error.values) if isinstance(error, Message) and error.kind else (None, {})
-        failed = {"error": str(error), "error_kind": kind, "error_params": dict(params)}
-        return self._update(entry, status="failed", response=partial, **failed, **extra)
+        return self._update(entry, status="failed", response=partial, **failure_fields(error), **extra)
 
     def stop(self, entry: Entry, partial: str, **extra: Any) -> Entry:
         return self._update(entry, status="stopped", error=None, response=partial, **extra)
