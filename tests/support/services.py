@@ -126,19 +126,18 @@ def _port_taken(log: Path, since: int) -> bool:
     return "Address already in use" in text or "could not bind" in text
 
 
-def _on_a_free_port(log: Path, start: Callable[[int], None]) -> int:
-    """Call `start(port)` on a free port, again on another (up to PORT_ATTEMPTS) when the
-    server's log says someone took the port first; returns the port it started on."""
-    for attempt in range(PORT_ATTEMPTS):
-        port = free_port()
-        log_start = _log_size(log)
+def _on_a_free_port(server: Any, start: Callable[[], None]) -> None:
+    """Set `server.port` to a free port and `start()` it there; again on another port (up to
+    PORT_ATTEMPTS) when the server's log says someone took the port first."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        server.port = free_port()
+        log_start = _log_size(server.log)
         try:
-            start(port)
-            return port
+            start()
+            return
         except ServiceError:
-            if attempt + 1 == PORT_ATTEMPTS or not _port_taken(log, log_start):
+            if attempt == PORT_ATTEMPTS or not _port_taken(server.log, log_start):
                 raise
-    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -275,7 +274,7 @@ class PgServer:
         atexit.register(self.stop)
         try:
             self._initdb()
-            self.port = _on_a_free_port(self.log, self._start_postgres_on)
+            _on_a_free_port(self, self._start_postgres)
             self.psql(f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
         except BaseException:
             self.stop()
@@ -315,10 +314,6 @@ class PgServer:
             result = self._run(command, "initdb", self.initdb_log, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise ServiceError(f"initdb failed (exit {result.returncode})\n{_log_tail(self.initdb_log)}")
-
-    def _start_postgres_on(self, port: int) -> None:
-        self.port = port
-        self._start_postgres()
 
     def _start_postgres(self) -> None:
         command = [self.postgres, "-D", str(self.data_dir), "-p", str(self.port), "-k", str(self.socket_dir)]
@@ -451,15 +446,11 @@ class RedisServer:
     def start(self) -> RedisServer:
         atexit.register(self.stop)
         try:
-            self.port = _on_a_free_port(self.log, self._start_on)
+            _on_a_free_port(self, self._start)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _start_on(self, port: int) -> None:
-        self.port = port
-        self._start()
 
     def _start(self) -> None:
         command = [self.binary, "--port", str(self.port), "--bind", HOST, "--protected-mode", "yes"]
