@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 
 from .config import (
     ConfigError,
@@ -24,6 +26,26 @@ ROOT = Path(__file__).resolve().parent.parent
 
 __version__ = "1.19.0"  # written into backups, so a restore knows what made them
 __all__ = ["ConfigError", "__version__", "create_app"]
+
+
+class _CompiledTemplates(BytecodeCache):
+    """Compiled templates kept in memory for every app the process builds (tests and benchmarks
+    build many). A template's key includes a checksum of its source, so an edited template is
+    compiled again: the development server's reload sees every change."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED_TEMPLATES = _CompiledTemplates()
 
 
 def create_app(test_config: dict[str, Any] | Settings | None = None) -> Flask:
@@ -67,6 +89,7 @@ def _flask_app(settings: Settings) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
     )
+    app.jinja_options = {**app.jinja_options, "bytecode_cache": _COMPILED_TEMPLATES}
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False
         app.json.ensure_ascii = False

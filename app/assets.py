@@ -2,8 +2,9 @@
 
 `asset('css/app.css')` gives `/static/css/app.css?v=<content hash>`. A fingerprinted URL changes
 whenever the file does, so it is served with a year-long immutable cache; plain /static/ URLs
-are revalidated. Text assets are compressed once per process at the best brotli (and gzip)
-level and served from memory, so the page's first load stays small and cheap to serve.
+are revalidated. Text assets are read, fingerprinted and (when first served) compressed at the
+best brotli (and gzip) level once per process, whatever number of apps it builds, and served from
+memory, so the page's first load stays small and cheap to serve.
 """
 
 from __future__ import annotations
@@ -58,37 +59,48 @@ def compact(filename: str, data: bytes) -> bytes:
     return rjsmin.jsmin(data) + b"\n"
 
 
+@cache
+def _read(static: Path, filename: str) -> bytes:
+    path = safe_join(str(static), filename)
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(filename)
+    return Path(path).read_bytes()
+
+
+@cache
+def _body(static: Path, filename: str) -> tuple[bytes, str]:
+    """The file's (or bundle's) bytes and its fingerprint; once per process, for every app in it."""
+    if filename in BUNDLES:
+        # ";" ends a script that lacks one; in CSS a newline is enough and ";" is harmless.
+        separator = b"\n;\n" if filename.endswith(".js") else b"\n"
+        data = separator.join(compact(part, _read(static, part)) for part in BUNDLES[filename])
+    else:
+        data = _read(static, filename)
+    return data, _digest(data)
+
+
+@cache
+def _compressed(static: Path, filename: str) -> tuple[bytes | None, bytes | None]:
+    """The brotli and gzip forms of a text asset, made when it is first served (None otherwise)."""
+    if not filename.endswith(COMPRESSIBLE):
+        return None, None
+    data = _body(static, filename)[0]
+    return brotli.compress(data, quality=11), gzip.compress(data, 9, mtime=0)
+
+
 def init_app(app: Flask) -> None:
     static = Path(app.static_folder or "static").resolve()
 
-    def read(filename: str) -> bytes:
-        path = safe_join(str(static), filename)
-        if path is None or not Path(path).is_file():
-            raise FileNotFoundError(filename)
-        return Path(path).read_bytes()
-
-    @cache
-    def load(filename: str) -> tuple[bytes, bytes | None, bytes | None, str]:
-        """The file's (or bundle's) bytes, its brotli and gzip forms (text), and its fingerprint."""
-        if filename in BUNDLES:
-            # ";" ends a script that lacks one; in CSS a newline is enough and ";" is harmless.
-            separator = b"\n;\n" if filename.endswith(".js") else b"\n"
-            data = separator.join(compact(part, read(part)) for part in BUNDLES[filename])
-        else:
-            data = read(filename)
-        if filename.endswith(COMPRESSIBLE):
-            return data, brotli.compress(data, quality=11), gzip.compress(data, 9, mtime=0), _digest(data)
-        return data, None, None, _digest(data)
-
     def asset(filename: str) -> str:
-        return url_for("static", filename=filename, v=load(filename)[3])
+        return url_for("static", filename=filename, v=_body(static, filename)[1])
 
     def shell_version() -> str:
-        return hashlib.sha256("".join(load(f)[3] for f in SHELL_ASSETS).encode()).hexdigest()[:12]
+        return hashlib.sha256("".join(_body(static, f)[1] for f in SHELL_ASSETS).encode()).hexdigest()[:12]
 
     def serve_static(filename: str) -> Response:
         try:
-            data, br, gz, digest = load(filename)
+            data, digest = _body(static, filename)
+            br, gz = _compressed(static, filename)
         except FileNotFoundError:
             abort(404)
         accepted = request.headers.get("Accept-Encoding", "")
