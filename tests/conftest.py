@@ -54,7 +54,7 @@ def history_backend() -> str:
     return "tinydb"
 
 
-SERVICE_FIXTURES = {"pg_server", "pg_url", "redis_server", "s3_server", "s3_bucket"}
+SERVICE_FIXTURES = {"pg_server", "pg_url", "pg_empty_url", "redis_server", "s3_server", "s3_bucket"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -161,9 +161,34 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.PgS
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_schema_template(pg_server: services.PgServer) -> str:
+    """The name of a database the app's migrations brought to the newest revision, once per
+    session: copying it is quicker than migrating every test's database from nothing."""
+    from app.history.sql import SQLChatLog
+
+    name = "schema_head"
+    store = SQLChatLog(pg_server.create_database(name))
+    try:
+        store.migrate()
+    finally:
+        store.close()  # a template must have no sessions when it is copied
+    return name
+
+
 @pytest.fixture
-def pg_url(pg_server: services.PgServer) -> Iterator[str]:
-    """URL of a fresh, empty database owned by `app`, dropped (sessions and all) after the test."""
+def pg_url(pg_server: services.PgServer, pg_schema_template: str) -> Iterator[str]:
+    """URL of a fresh database owned by `app` with the newest schema and no rows, dropped
+    (sessions and all) after the test. Tests of the migrations themselves use `pg_empty_url`."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = pg_server.create_database(name, template=pg_schema_template)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_empty_url(pg_server: services.PgServer) -> Iterator[str]:
+    """URL of a fresh, empty database owned by `app` (no schema), dropped after the test."""
     name = f"test_{uuid.uuid4().hex[:16]}"
     url = pg_server.create_database(name)
     yield url
@@ -171,7 +196,7 @@ def pg_url(pg_server: services.PgServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_at_revision(pg_url: str) -> Callable[..., str]:
+def pg_at_revision(pg_empty_url: str) -> Callable[..., str]:
     """Bring the test's database to an older Alembic revision, as an older version of the app left
     it, and write rows there as that version did: `pg_at_revision("0004", (sql, params), ...)`.
     Returns the database's URL; an app opened on it upgrades it to the newest revision."""
@@ -182,7 +207,7 @@ def pg_at_revision(pg_url: str) -> Callable[..., str]:
     from app.history.sql import MIGRATIONS, sqlalchemy_url
 
     def migrate(revision: str, *rows: tuple[str, dict[str, Any]]) -> str:
-        engine = sa.create_engine(sqlalchemy_url(pg_url))
+        engine = sa.create_engine(sqlalchemy_url(pg_empty_url))
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
@@ -193,7 +218,7 @@ def pg_at_revision(pg_url: str) -> Callable[..., str]:
                     conn.execute(sa.text(statement), params)
         finally:
             engine.dispose()
-        return pg_url
+        return pg_empty_url
 
     return migrate
 

@@ -263,12 +263,12 @@ def test_ranking_holds_across_the_newest_rows_and_the_older_ones(demo_client, hi
     assert search(demo_client, "heap") == in_prompt + in_answer
 
 
-def test_migration_0003_folds_the_text_of_rows_written_before_it(pg_url, pg_at_revision):
+def test_migration_0003_folds_the_text_of_rows_written_before_it(pg_at_revision):
     # A database at revision 0002 with a row as that version wrote it (only case-folded),
     # upgraded as a server does when it starts: the row is found by its accent-free words.
     from app.history.sql import SQLChatLog
 
-    pg_at_revision(
+    url = pg_at_revision(
         "0002",
         (
             "INSERT INTO entries (day, idx, id, created_at, kind, prompt, response, model, status, "
@@ -278,7 +278,7 @@ def test_migration_0003_folds_the_text_of_rows_written_before_it(pg_url, pg_at_r
         ),
         ("INSERT INTO days (day, next_idx) VALUES ('2025-01-02', 1)", {}),
     )
-    store = SQLChatLog(pg_url)
+    store = SQLChatLog(url)
     try:
         store.migrate()
         found = store.search("munchen uber")

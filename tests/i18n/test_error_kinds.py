@@ -186,9 +186,9 @@ def test_a_tinydb_day_document_from_before_kinds_is_read_and_shown_in_german(mak
 
 @pytest.mark.parametrize("history_backend", ["tinydb"])
 def test_a_postgresql_row_from_revision_0004_gains_the_columns_and_is_shown_in_german(
-    make_app, pg_url, pg_at_revision
+    make_app, pg_at_revision
 ):
-    pg_at_revision(
+    url = pg_at_revision(
         "0004",
         (
             "INSERT INTO entries (day, idx, id, created_at, kind, prompt, response, model, status,"
@@ -199,7 +199,7 @@ def test_a_postgresql_row_from_revision_0004_gains_the_columns_and_is_shown_in_g
         ("INSERT INTO days (day, next_idx) VALUES ('2026-11-30', 1)", {}),
     )
 
-    app = make_app(history_url=pg_url)  # the app upgrades the schema to 0005 as it starts
+    app = make_app(history_url=url)  # the app upgrades the schema to 0005 as it starts
     stored = app.extensions["chatlog"].get("2026-11-30", 0)
 
     assert (stored.error_kind, stored.error_params) == (None, {})

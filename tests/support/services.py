@@ -360,9 +360,11 @@ class PgServer:
             raise ServiceError(f"psql failed: {sql}\n{result.stderr.strip()}\n{_log_tail(self.log, 10)}")
         return result.stdout
 
-    def create_database(self, name: str) -> str:
-        """A new empty database owned by `app`; its URL."""
-        self.psql(f'CREATE DATABASE "{_check_db_name(name)}" OWNER {PG_USER}')
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """A new database owned by `app`, empty or a copy of `template` (a database nobody is
+        connected to); its URL."""
+        copy = f' TEMPLATE "{_check_db_name(template)}"' if template else ""
+        self.psql(f'CREATE DATABASE "{_check_db_name(name)}"{copy} OWNER {PG_USER}')
         return self.url_for(name)
 
     def drop_database(self, name: str) -> None:
