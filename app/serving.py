@@ -51,11 +51,16 @@ WARM_QUERY = "warm-up probe"  # a search that reads every day's index and matche
 
 def warm_up(app: Any) -> None:
     """Before a gunicorn worker takes its first request: compile the page templates, load both
-    languages' catalogues and read the history's search indexes, by asking the app itself for
-    its main page and a search in each language. The first visitor (and the first search of a
-    freshly started server) then pays for none of it. Never stops the worker from starting."""
+    languages' catalogues, compress the page shell's assets and read the history's search
+    indexes, by asking the app itself for its main page, its assets and a search in each
+    language. The first visitor (and the first search of a freshly started server) then pays for
+    none of it. Never stops the worker from starting."""
+    from .assets import SHELL_ASSETS
+
     try:
         client = app.test_client()
+        for asset in SHELL_ASSETS:
+            client.get(f"/static/{asset}", headers={"Accept-Encoding": "br"})
         for language in ("en", "de"):
             client.get("/", headers={"Accept-Language": language})
             client.get("/chatlog", query_string={"q": WARM_QUERY}, headers={"Accept-Language": language})

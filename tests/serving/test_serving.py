@@ -174,7 +174,11 @@ def test_warm_up_compiles_the_pages_and_reads_the_search_indexes_before_the_firs
         lambda name, *a, **k: (loaded.append(name), real_get_template(name, *a, **k))[1],
     )
 
+    from app.assets import SHELL_ASSETS, _compressed
+
+    _compressed.cache_clear()  # the process's compressed assets, shared by its apps
     warm_up(app)
 
     assert {"index.html", "chatlog.html", "partials/_search_results.html"} <= set(loaded)
     assert app.extensions["chatlog"]._indexes, "the day indexes were read"
+    assert _compressed.cache_info().currsize == len(SHELL_ASSETS), "the shell's assets were compressed"
