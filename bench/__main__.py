@@ -93,6 +93,12 @@ def main() -> None:
         help="entries already in today for the busy-day figures",
     )
     parser.add_argument(
+        "--history-days",
+        type=int,
+        default=history_bench.DAYS,
+        help=f"days the generated TinyDB histories span (default {history_bench.DAYS})",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run (the test suite's): few requests, one fresh server, no LiteLLM; no real figures",
@@ -167,7 +173,8 @@ def main() -> None:
     print(table)
     columns = ("figure", "measured", "goal", "verdict")
     scale = markdown_table(
-        ("figure", "measured", "goal", "verdict"), history_bench.run(tuple(args.history_sizes))
+        ("figure", "measured", "goal", "verdict"),
+        history_bench.run(tuple(args.history_sizes), days=args.history_days),
     )
     print(scale)
     shared = markdown_table(
@@ -175,6 +182,7 @@ def main() -> None:
         shared_bench.run(
             pg_entries=args.pg_entries if args.pg_entries is not None else 10 * args.history_sizes[1],
             tinydb_entries=args.history_sizes[1],
+            days=args.history_days,
             **({"rounds": 2, "searches": 3, "clients": 4, "requests_total": 32} if args.quick else {}),
         ),
     )
@@ -182,7 +190,11 @@ def main() -> None:
     engine = markdown_table(
         columns,
         engine_bench.run(
-            history_size=args.history_sizes[1], users=args.users, busy=args.busy_day, quick=args.quick
+            history_size=args.history_sizes[1],
+            users=args.users,
+            busy=args.busy_day,
+            quick=args.quick,
+            days=args.history_days,
         ),
     )
     print(engine)

@@ -27,7 +27,7 @@ from pathlib import Path
 import requests
 
 from app.history import ChatLog
-from bench.history_bench import RARE, WORDS, make_history, ms
+from bench.history_bench import DAYS, RARE, WORDS, make_history, ms
 from bench.servers import Server
 from tests.support.upstream import FakeUpstream
 
@@ -185,9 +185,9 @@ def mixed_burst(upstream: FakeUpstream, users: int = 64, per_user: int = 10) -> 
     ]
 
 
-def cold_search(n: int = 100_000, servers: int = 3) -> tuple:
+def cold_search(n: int = 100_000, servers: int = 3, days: int = DAYS) -> tuple:
     with tempfile.TemporaryDirectory() as tmp:
-        ChatLog(Path(tmp)).import_seed(make_history(n))
+        ChatLog(Path(tmp)).import_seed(make_history(n, days))
         hx = {"HX-Request": "true"}
         firsts = []
         for _ in range(servers):  # fresh servers; the figure is their median
@@ -213,7 +213,7 @@ def cold_search(n: int = 100_000, servers: int = 3) -> tuple:
 
 
 def run(
-    history_size: int = 100_000, users: int = 64, busy: int = BUSY_DAY, quick: bool = False
+    history_size: int = 100_000, users: int = 64, busy: int = BUSY_DAY, quick: bool = False, days: int = DAYS
 ) -> list[tuple]:
     rows = []
     say("busy-day append")
@@ -227,5 +227,5 @@ def run(
     finally:
         upstream.stop()
     say("cold search")
-    rows.append(cold_search(history_size, servers=1 if quick else 3))
+    rows.append(cold_search(history_size, servers=1 if quick else 3, days=days))
     return rows

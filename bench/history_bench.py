@@ -41,7 +41,10 @@ SEARCHES = (
 )
 
 
-def make_history(n_entries: int, days: int = 365, seed: int = 7) -> dict[str, list[dict[str, str]]]:
+DAYS = 365  # the days a generated history spans (`make bench --history-days`)
+
+
+def make_history(n_entries: int, days: int = DAYS, seed: int = 7) -> dict[str, list[dict[str, str]]]:
     """A seed-format history of `n_entries` spread over the `days` days before today."""
     rng = random.Random(seed)
     today = date.today()
@@ -100,14 +103,16 @@ def ms(fn, n: int) -> list[float]:
     return out
 
 
-def run(sizes: tuple[int, int] = (1_000, 100_000), appends: int = 60, requests_n: int = 30) -> list[tuple]:
+def run(
+    sizes: tuple[int, int] = (1_000, 100_000), appends: int = 60, requests_n: int = 30, days: int = DAYS
+) -> list[tuple]:
     """Measure both histories; returns table rows (figure, value, goal, verdict)."""
     rows: list[tuple] = []
     with tempfile.TemporaryDirectory() as small_dir, tempfile.TemporaryDirectory() as big_dir:
         logs: dict[int, ChatLog] = {}
         import_seconds: dict[int, float] = {}
         for size, directory in zip(sizes, (small_dir, big_dir), strict=True):
-            data = make_history(size)
+            data = make_history(size, days)
             log = ChatLog(Path(directory))
             start = time.perf_counter()
             added, _ = log.import_seed(data)
@@ -158,7 +163,7 @@ def run(sizes: tuple[int, int] = (1_000, 100_000), appends: int = 60, requests_n
         rows += search_rows(Path(big_dir), sizes[1], requests_n)
         rows.append(
             (
-                f"import of {sizes[1]:,} entries (seed format, 365 days)",
+                f"import of {sizes[1]:,} entries (seed format, {days} days)",
                 f"{import_seconds[sizes[1]]:.1f} s "
                 f"({import_seconds[sizes[0]] * 1000:.0f} ms for {sizes[0]:,})",
                 "time",

@@ -42,7 +42,7 @@ from app.history import ChatLog, HistoryStore
 from app.history.seed import seed_entry
 from app.history.sql import SQLChatLog, search_columns
 from app.history.sql.database import entries, entry_row
-from bench.history_bench import RARE, SEARCHES, WORDS, make_history, ms
+from bench.history_bench import DAYS, RARE, SEARCHES, WORDS, make_history, ms
 from bench.servers import spawn
 from tests.support.ports import free_port
 from tests.support.services import start_postgres
@@ -382,6 +382,7 @@ def run(
     searches: int = 30,
     clients: int = 16,
     requests_total: int = 800,
+    days: int = DAYS,
 ) -> list[tuple]:
     """Measure both backends; returns table rows (figure, measured, goal, verdict)."""
     rows: list[tuple] = []
@@ -400,7 +401,7 @@ def run(
 
         say(f"importing {tinydb_entries:,} entries into TinyDB")
         tiny_dir = base / "tinydb"
-        ChatLog(tiny_dir).import_seed(make_history(tinydb_entries))
+        ChatLog(tiny_dir).import_seed(make_history(tinydb_entries, days))
         os.sync()  # nothing of the loads left to write out while appends are measured
         tiny = ChatLog(tiny_dir)  # a fresh process's view: empty cache
         sql = SQLChatLog(big_url)
