@@ -277,6 +277,42 @@ def test_streamed_answer_is_stored_done_with_the_whole_text(client, upstream):
     assert entry["response"] == "".join(CHUNKS)
 
 
+def _history_unavailable(*args: Any, **kwargs: Any) -> None:
+    from app.history import HistoryUnavailable
+
+    raise HistoryUnavailable("the history database cannot be reached")
+
+
+@pytest.mark.parametrize(
+    ("language", "why"),
+    [
+        ("en", "The answer could not be saved because the history database cannot be reached."),
+        (
+            "de",
+            "Die Antwort konnte nicht gespeichert werden, weil die Verlaufsdatenbank nicht erreichbar ist.",
+        ),
+    ],
+)
+def test_an_answer_the_history_cannot_store_is_shown_with_why_and_its_prompt_stays_pending(
+    app, client, upstream, monkeypatch, language, why
+):
+    # The upstream answers in full, but the store is unreachable when the answer is to be saved.
+    upstream.script(CHAT, Reply(chunks=CHUNKS))
+    monkeypatch.setattr(app.extensions["chatlog"], "finish", _history_unavailable)
+    client.set_cookie("lang", language)
+
+    answer = htmx_generate_code(client, "keep my prompt")
+    monkeypatch.undo()
+
+    final = html.unescape(answer.final)
+    assert answer.post.status_code == 200
+    assert why in final
+    assert "Here is" in final and "in three pieces." in final  # the text that arrived is shown
+    assert "keep my prompt" in final
+    entry = stored(client, answer.stream_url)  # nothing half-written: the prompt waits, pending
+    assert (entry["status"], entry["prompt"], entry["response"]) == ("pending", "keep my prompt", "")
+
+
 def test_streamed_answer_stores_usage(client, upstream):
     upstream.script(CHAT, Reply(chunks=CHUNKS))
 
