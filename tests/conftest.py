@@ -258,11 +258,11 @@ def openai_app(make_app, upstream):
     return build
 
 
-# Debian's chromium through Playwright (tests/support/browser.py): one browser per test module,
-# a fresh context per page.
+# Debian's chromium through Playwright (tests/support/browser.py): one browser per test process
+# (each xdist worker has its own), a fresh context (empty cache and storage) per page.
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
