@@ -145,7 +145,8 @@ def _chunks(archive: ZipFile, info: ZipInfo, digest: Any = None) -> Iterator[byt
 
 
 def _entry(line: bytes, number: int) -> dict[str, Any]:
-    """One entry line of history.json, checked and completed with every field's default."""
+    """One entry line of history.json, checked and completed with every field's default, in the
+    stored form (its links written as permalink text there, read as values)."""
     try:
         entry = Entry.from_dict(json.loads(line.rstrip(b",\r")))
         datetime.strptime(entry.date, "%Y-%m-%d")
