@@ -13,7 +13,8 @@ Files of a date in `DATA_DIR/history`:
 An entry is stored with its fields as `Entry.to_dict()` gives them; its links to other entries
 (`parent`, `root`, `sibling_of`) as `{"date": "YYYY-MM-DD", "index": n}` objects, or null.
 Documents and journals written before (history format 1) hold them as `/chatlog/<date>/<index>`
-text: a day's state reads either and holds the objects.
+text: a day's state reads either and holds the objects (app.history.tinydb.formats moves old
+files forward once).
 
 A day's state in a process is its document plus the journal records read so far; catching up
 reads only what was appended since the last look.
