@@ -164,14 +164,15 @@ class HistoryStore(Protocol):
 
     # -- copies (backup and restore)
     def copy_days(self) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
-        """Every date, oldest first, with all its raw entries (tombstones included) and the next
-        index it would hand out; one day in memory at a time."""
+        """Every date, oldest first, with all its raw entries (tombstones included, in the stored
+        form: Entry.to_dict) and the next index it would hand out; one day in memory at a time."""
         ...
 
     def restore_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
-        """Put entries (tombstones included) at their own permalinks. An entry already there (same
-        id) is left as it is, a different entry there is a conflict and is left alone, so doing
-        it twice adds nothing. `next_index` raises each day's counter: no index is reused."""
+        """Put entries (tombstones included; in the stored form, though links as permalink text are
+        read too) at their own permalinks. An entry already there (same id) is left as it is, a
+        different entry there is a conflict and is left alone, so doing it twice adds nothing.
+        `next_index` raises each day's counter: no index is reused."""
         ...
 
     # -- operations

@@ -268,6 +268,8 @@ class DayReader(StoreBase):
     @staticmethod
     def _highest_index_in(path: Path) -> int | None:
         text = path.read_bytes().decode("utf-8", errors="replace")
+        # A link's "index" (another entry's) is counted too: a floor too high only leaves some
+        # indexes unused, never hands one out twice.
         found = [int(n) for n in re.findall(r'"index"\s*:\s*(\d+)', text)]
         found += [int(n) - 1 for n in re.findall(r'"(\d+)"\s*:\s*\{', text)]
         return max(found) if found else None
