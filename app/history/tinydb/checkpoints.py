@@ -81,7 +81,8 @@ class Checkpoints(DayReader):
                     if state.key is None:
                         return False
                     before, frozen, rows = state.coverage, dict(state.offsets), state.rows()
-                    fold, covered = rewrite or any(frozen.values()), max(frozen, default=before.gen)
+                    fold = rewrite or any(frozen.values())
+                    covered = max(frozen, default=before.gen)  # the new document holds up to it
                     if fold:
                         self._journal(date, covered + 1)  # from now on writers append there
                         state.offsets[covered + 1] = 0
