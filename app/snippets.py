@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
-from urllib.parse import urlencode
 
 from markupsafe import Markup, escape
 
@@ -159,6 +158,10 @@ def beginning(text: str, width: int = TITLE_CHARS) -> Markup:
     return escape(flat[:end]) + Markup("…")
 
 
+# An entry's URL, with query parameters and `_anchor` as url_for takes them (url_for_entry).
+Link = Callable[..., str]
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: the entry, its prompt (marked), the answer's snippet when the answer
@@ -171,16 +174,16 @@ class Hit:
     url: str
 
 
-def hits(entries: list[Entry], query: Query, text: str, link: Callable[[Entry], str]) -> list[Hit]:
-    """The search results of `entries` for `query` (typed as `text`); `link` is an entry's URL,
-    which a hit with a match extends to jump to it."""
+def hits(entries: list[Entry], query: Query, text: str, link: Link) -> list[Hit]:
+    """The search results of `entries` for `query` (typed as `text`); `link` builds an entry's
+    URL, which for a hit with a match jumps to it (`?hl=<text>#match`)."""
     matcher = Matcher(query)
     found = []
     for entry in entries:
         title = snippet(entry.prompt, matcher, TITLE_CHARS)
         answer = snippet(entry.response, matcher) if entry.kind != "image" else None
         field = "prompt" if title is not None else "answer" if answer is not None else None
-        url = link(entry) + (f"?{urlencode({'hl': text})}#match" if field else "")
+        url = link(entry, hl=text, _anchor="match") if field else link(entry)
         found.append(Hit(entry, title or beginning(entry.prompt), answer, field, url))
     return found
 

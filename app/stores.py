@@ -14,7 +14,10 @@ from .images import FileImageStore, ImageStore
 def make_history(settings: Settings) -> HistoryStore:
     if not settings.history_url:
         # The app folds journals in the background, so no request waits for a checkpoint.
-        return ChatLog(settings.data_dir, background=True)
+        chatlog = ChatLog(settings.data_dir, background=True)
+        # Files an older version wrote move forward to this version's format, once.
+        chatlog.upgrade_format()
+        return chatlog
     from .history.sql import SQLChatLog
 
     store = SQLChatLog(settings.history_url)

@@ -11,8 +11,9 @@ Members, in the order written:
   prompts), by name, so whatever the entries refer to comes along.
 - `manifest.json` (last): format and app version, counts, and the size and sha256 of every member.
 
-Entries are carried as the store keeps them (`Entry.to_dict`), so fields added later travel
-without code here.
+Entries are carried with every field (`Entry.exported`: as the store keeps them, links to other
+entries as permalink text, `/chatlog/<date>/<index>`, as before links were stored as values), so
+fields added later travel without code here.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class BackupWriter:
                 entry = Entry.from_dict(raw)
                 self.counts.entries += 1
                 self.counts.deleted += entry.deleted
-                yield ("" if first else ",\n") + compact_json(entry.to_dict())
+                yield ("" if first else ",\n") + compact_json(entry.exported())
                 first = False
         yield ("" if first else "\n") + "],\n" + '"next_index":' + compact_json(next_index) + "}\n"
 

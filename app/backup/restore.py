@@ -28,7 +28,7 @@ from ..history.model import KINDS, Entry
 from ..i18n import N_
 from ..images import ImageStore
 from ..images.codec import PNG_SIGNATURE
-from ..images.names import is_image_name
+from ..images.names import is_image_name, original_of
 from ..messages import Message
 from .archive import FORMAT, FORMAT_VERSION
 
@@ -145,7 +145,8 @@ def _chunks(archive: ZipFile, info: ZipInfo, digest: Any = None) -> Iterator[byt
 
 
 def _entry(line: bytes, number: int) -> dict[str, Any]:
-    """One entry line of history.json, checked and completed with every field's default."""
+    """One entry line of history.json, checked and completed with every field's default, in the
+    stored form (its links written as permalink text there, read as values)."""
     try:
         entry = Entry.from_dict(json.loads(line.rstrip(b",\r")))
         datetime.strptime(entry.date, "%Y-%m-%d")
@@ -219,7 +220,9 @@ class HistoryReader:
 
 
 def _image_ok(name: str, data: bytes) -> bool:
-    if name.endswith(".png"):
+    """Whether a stored image's bytes start as its name says: an original's as a PNG, a
+    thumbnail's as a WebP."""
+    if original_of(name) is None:
         return data.startswith(PNG_SIGNATURE)
     return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
 
@@ -237,7 +240,7 @@ def _verify(archive: ZipFile, members: dict[str, ZipInfo], manifest: dict[str, A
             if info.file_size > MAX_IMAGE_BYTES:
                 raise BackupRefused(N_("%(name)s is larger than any image this app stores."), name=name)
             data = b"".join(_chunks(archive, info, digest))
-            if not _image_ok(name, data):
+            if not _image_ok(name.removeprefix("images/"), data):
                 raise BackupRefused(N_("%(name)s in the backup is not an image."), name=name)
             step(1)
         else:
@@ -257,7 +260,10 @@ def _put_images(
     step: Progress,
 ) -> None:
     # Thumbnails before originals, as the image store saves them: an original is never there alone.
-    names = sorted((n for n in members if n.startswith("images/")), key=lambda n: not n.endswith(".webp"))
+    names = sorted(
+        (n for n in members if n.startswith("images/")),
+        key=lambda n: original_of(n.removeprefix("images/")) is None,
+    )
     for member in names:
         name = member.removeprefix("images/")
         if images.exists(name):

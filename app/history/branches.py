@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .model import Entry
+from .model import Entry, Permalink
 
 MAX_DEPTH = 10_000  # bound on walking up through deleted turns (a hand-edited file may loop)
 
-ParentOf = Callable[[str], "str | None"]  # a deleted turn's permalink → its parent's permalink
+ParentOf = Callable[[Permalink], "Permalink | None"]  # a deleted turn → the turn it hung from
 
 
 def versions(turns: list[Entry], entry: Entry) -> list[Entry]:
@@ -26,12 +26,12 @@ def versions(turns: list[Entry], entry: Entry) -> list[Entry]:
     return found if any(t.id == entry.id for t in found) else [entry]
 
 
-def live_parents(turns: list[Entry], parent_of_deleted: ParentOf) -> dict[str, str | None]:
+def live_parents(turns: list[Entry], parent_of_deleted: ParentOf) -> dict[Permalink, Permalink | None]:
     """Each turn's nearest live ancestor among `turns` (None for a first turn): a deleted turn
     in between is skipped by asking `parent_of_deleted` where it hung."""
-    live = {t.permalink for t in turns}
-    skipped: dict[str, str | None] = {}
-    parents: dict[str, str | None] = {}
+    live = {t.address for t in turns}
+    skipped: dict[Permalink, Permalink | None] = {}
+    parents: dict[Permalink, Permalink | None] = {}
     for turn in turns:
         link = turn.parent
         for _ in range(MAX_DEPTH):
@@ -40,29 +40,29 @@ def live_parents(turns: list[Entry], parent_of_deleted: ParentOf) -> dict[str, s
             if link not in skipped:
                 skipped[link] = parent_of_deleted(link)
             link = skipped[link]
-        parents[turn.permalink] = link if link in live else None
+        parents[turn.address] = link if link in live else None
     return parents
 
 
 def branch_path(turns: list[Entry], entry: Entry, parent_of_deleted: ParentOf) -> list[Entry]:
     """The turns shown with `entry`: its ancestors, itself, then the newest branch below it
     (at each turn, the child whose subtree holds the most recent turn)."""
-    by_link = {t.permalink: t for t in turns}
-    if entry.permalink not in by_link:
+    by_link = {t.address: t for t in turns}
+    if entry.address not in by_link:
         return [entry]
     parents = live_parents(turns, parent_of_deleted)
-    children: dict[str, list[str]] = {}
+    children: dict[Permalink, list[Permalink]] = {}
     for turn in turns:
-        parent = parents[turn.permalink]
+        parent = parents[turn.address]
         if parent is not None:
-            children.setdefault(parent, []).append(turn.permalink)
-    order = {t.permalink: n for n, t in enumerate(turns)}
+            children.setdefault(parent, []).append(turn.address)
+    order = {t.address: n for n, t in enumerate(turns)}
     latest = dict(order)
     for turn in reversed(turns):  # children come after their parent: fold newest-first upwards
-        parent = parents[turn.permalink]
+        parent = parents[turn.address]
         if parent is not None:
-            latest[parent] = max(latest[parent], latest[turn.permalink])
-    path = [entry.permalink]
+            latest[parent] = max(latest[parent], latest[turn.address])
+    path = [entry.address]
     for _ in range(len(turns)):
         up = parents[path[0]]
         if up is None:

@@ -164,14 +164,15 @@ class HistoryStore(Protocol):
 
     # -- copies (backup and restore)
     def copy_days(self) -> Iterator[tuple[str, list[dict[str, Any]], int]]:
-        """Every date, oldest first, with all its raw entries (tombstones included) and the next
-        index it would hand out; one day in memory at a time."""
+        """Every date, oldest first, with all its raw entries (tombstones included, in the stored
+        form: Entry.to_dict) and the next index it would hand out; one day in memory at a time."""
         ...
 
     def restore_entries(self, batch: list[dict[str, Any]], next_index: dict[str, int]) -> ImportResult:
-        """Put entries (tombstones included) at their own permalinks. An entry already there (same
-        id) is left as it is, a different entry there is a conflict and is left alone, so doing
-        it twice adds nothing. `next_index` raises each day's counter: no index is reused."""
+        """Put entries (tombstones included; in the stored form, though links as permalink text are
+        read too) at their own permalinks. An entry already there (same id) is left as it is, a
+        different entry there is a conflict and is left alone, so doing it twice adds nothing.
+        `next_index` raises each day's counter: no index is reused."""
         ...
 
     # -- operations
@@ -259,7 +260,7 @@ class StoreBase:
             prompt=prompt,
             model=model,
             demo=demo,
-            parent=parent.permalink if parent else None,
+            parent=parent.address if parent else None,
             root=parent.thread if parent else None,
             turn=parent.turn + 1 if parent else 1,
             input_image=input_image,
@@ -269,9 +270,9 @@ class StoreBase:
             entry.sibling_of = replaces.versions_of
         return entry
 
-    def _first_turn(self, entry: Entry) -> Permalink | None:
+    def _first_turn(self, entry: Entry) -> Permalink:
         """The address of the first turn of `entry`'s conversation (where `branched` is kept)."""
-        return Permalink.parse(entry.thread)
+        return entry.thread
 
     def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
         return self._update(entry, response=response, status="done", error=None, **extra)
@@ -298,17 +299,16 @@ class StoreBase:
             "usage": {},
         }
 
-    def _at(self, permalink: str | None) -> Entry | None:
-        target = Permalink.parse(permalink)
-        return self.get(*target) if target else None
+    def _at(self, link: Permalink | None) -> Entry | None:
+        return self.get(*link) if link is not None else None
 
-    def _live_ancestor(self, permalink: str | None) -> Entry | None:
-        """The first live entry up a parent chain starting at `permalink` (tombstones skipped)."""
+    def _live_ancestor(self, link: Permalink | None) -> Entry | None:
+        """The first live entry up a parent chain starting at `link` (tombstones skipped)."""
         for _ in range(MAX_CHAIN):
-            entry = self._at(permalink)
+            entry = self._at(link)
             if entry is None or not entry.deleted:
                 return entry
-            permalink = entry.parent
+            link = entry.parent
         return None
 
     def chain(self, entry: Entry) -> list[Entry]:
@@ -331,8 +331,8 @@ class StoreBase:
         first = self._at(entry.thread)
         return first is not None and first.branched
 
-    def _parent_of_deleted(self, permalink: str) -> str | None:
-        entry = self._at(permalink)
+    def _parent_of_deleted(self, link: Permalink) -> Permalink | None:
+        entry = self._at(link)
         return entry.parent if entry is not None else None
 
     def versions(self, entry: Entry) -> list[Entry]:
@@ -391,10 +391,11 @@ class StoreBase:
         return list(self.iter_full())
 
     def iter_full(self) -> Iterator[dict[str, Any]]:
-        """Every live entry with all its fields, oldest first, read a batch at a time."""
+        """Every live entry with all its fields as exported (links as permalink text), oldest
+        first, read a batch at a time."""
         for raw in self.iter_entries(newest_first=False):
             entry = Entry.from_dict(raw)
-            row = entry.to_dict()
+            row = entry.exported()
             if entry.input_image_url:
                 row["input_image_url"] = entry.input_image_url
             yield row

@@ -4,8 +4,8 @@ Chosen with `IMAGE_STORE_URL=s3://bucket/prefix` (and `IMAGE_STORE_ENDPOINT_URL`
 other than AWS). Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, a profile, or an instance role); they are never logged.
 
-Objects are `<prefix>/<entry id>.png` and `<prefix>/<entry id>.thumb.webp`, validated and
-stripped of metadata before they are stored, exactly as files in DATA_DIR are. The images view
+Objects are `<prefix>/<name>`, named as app.images.names names an original and its thumbnail,
+validated and stripped of metadata before they are stored, exactly as files in DATA_DIR are. The images view
 serves them through the app (`/images/<name>`, cached for ever, with ETag revalidation), or,
 with `IMAGE_STORE_PRESIGN=<seconds>`, redirects the browser to a presigned URL this store makes,
 so the bytes never pass through the app servers.

@@ -150,7 +150,7 @@ def read_ask(kind: str, field: Field, upload: object | None, generator: Generato
         raise PromptError(SOURCE_AND_PLACE)
     if replaces is not None:
         # Its parent, a deleted one too (the new version hangs where the replaced turn hangs).
-        above = Permalink.parse(replaces.parent)
+        above = replaces.parent
         parent = generator.chatlog.get(*above) if above else None
     if kind == "image" and source is not None:
         parent = source  # the edit is the next turn of the source's conversation

@@ -52,17 +52,18 @@ def conversations(history: HistoryStore) -> Iterator[tuple[Entry, Iterator[Entry
     """Every live entry, oldest first; with a conversation's first turn (or a single exchange)
     its later live turns in order, read as they are taken, and None with a later turn (it is
     taken with its first). A turn whose first turn was deleted counts as a first turn."""
-    later: dict[str, list[Permalink]] = {}  # first pass: only where the later turns are
+    later: dict[Permalink, list[Permalink]] = {}  # first pass: only where the later turns are
     for raw in history.iter_entries(newest_first=False):
-        if raw.get("root"):
-            later.setdefault(raw["root"], []).append(Permalink(raw["date"], raw["index"]))
+        root = Permalink.of(raw.get("root"))
+        if root is not None:
+            later.setdefault(root, []).append(Permalink(raw["date"], raw["index"]))
     threads = {root for root in later if _is_live(history, root)}
     for raw in history.iter_entries(newest_first=False):
         entry = Entry.from_dict(raw)
         if entry.root in threads:
             yield entry, None
         else:
-            yield entry, _live_turns(history, later.get(entry.permalink, []))
+            yield entry, _live_turns(history, later.get(entry.address, []))
 
 
 def markdown(history: HistoryStore, turn: Turn, day: Day) -> Iterator[str]:
@@ -88,9 +89,8 @@ def download_name(prompt: str, extension: str) -> str:
     return f"{slug or 'image'}.{extension}"
 
 
-def _is_live(history: HistoryStore, permalink: str) -> bool:
-    target = Permalink.parse(permalink)
-    entry = history.get(*target) if target else None
+def _is_live(history: HistoryStore, link: Permalink) -> bool:
+    entry = history.get(*link)
     return entry is not None and not entry.deleted
 
 

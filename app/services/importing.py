@@ -15,6 +15,7 @@ from ..config import Settings
 from ..history import HistoryStore
 from ..i18n import N_
 from ..images import ImageStore
+from ..images.names import original_name
 
 MAX_IMPORT_ROWS = 200_000  # per file (split a larger history into several files)
 MAX_ERROR_CHARS = 10_000
@@ -88,7 +89,7 @@ def unclaimed_images(history: HistoryStore, images: ImageStore) -> Callable[[str
     being made) and no earlier row of the same import claimed it."""
     claimed: set[str] = set()
     for raw in history.iter_entries():
-        claimed.add(f"{raw['id']}.png")
+        claimed.add(original_name(raw["id"]))
         if raw.get("image_file"):
             claimed.add(raw["image_file"])
 

@@ -3,12 +3,11 @@ more entries match than are shown."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..history import Entry, HistoryStore
+from ..history import HistoryStore
 from ..history.query import parse_query
-from ..snippets import Hit, hits
+from ..snippets import Hit, Link, hits
 
 SEARCH_LIMIT = 100
 
@@ -21,7 +20,7 @@ class Found:
     more: bool
 
 
-def search(history: HistoryStore, text: str, link: Callable[[Entry], str]) -> Found:
+def search(history: HistoryStore, text: str, link: Link) -> Found:
     """Search for `text` (words, phrases, filters: app.history.query); QueryError for a
     malformed filter. `link` gives an entry's URL (a hit's link jumps to its match)."""
     query = parse_query(text)

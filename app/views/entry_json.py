@@ -57,7 +57,8 @@ def turn_fields(entry: Entry) -> dict[str, Any]:
     oldest first, itself included) when it has versions, `input_image_url` with a picture."""
     data: dict[str, Any] = {}
     if entry.parent or entry.root:
-        data.update(parent=entry.parent, conversation=entry.thread, turn=entry.turn)
+        parent = entry.parent.url if entry.parent else None
+        data.update(parent=parent, conversation=entry.thread.url, turn=entry.turn)
     versions = history().versions(entry)
     if len(versions) > 1:
         data["siblings"] = [v.permalink for v in versions]

@@ -18,10 +18,13 @@ from ..images.names import thumb_name
 from .plumbing import generator, history
 
 
-def url_for_entry(entry: Entry | str, endpoint: str = "entry.view_entry", **params: Any) -> str:
+def url_for_entry(entry: Entry | Permalink | str, endpoint: str = "entry.view_entry", **params: Any) -> str:
     """The URL of an entry's page, or of another of its routes (`endpoint`: its stream, its
-    image download …), from the entry or its permalink."""
-    address = entry.address if isinstance(entry, Entry) else Permalink.parse(entry)
+    image download …), from the entry, its permalink, or its permalink's text."""
+    if isinstance(entry, Entry):
+        address: Permalink | None = entry.address
+    else:
+        address = Permalink.of(entry)
     if address is None:
         raise ValueError(f"{entry!r} is not a permalink")
     return url_for(endpoint, date=address.date, index=address.index, **params)
@@ -37,12 +40,12 @@ def url_for_thumb(name: str) -> str:
     return url_for_image(thumb_name(name))
 
 
-def turn_versions(entry: Entry) -> list[str]:
+def turn_versions(entry: Entry) -> list[Permalink]:
     """The permalinks of a turn's versions, oldest first (just its own without any); read once
     per entry and request."""
-    known: dict[str, list[str]] = g.setdefault("turn_versions", {})
+    known: dict[str, list[Permalink]] = g.setdefault("turn_versions", {})
     if entry.id not in known:
-        known[entry.id] = [v.permalink for v in history().versions(entry)]
+        known[entry.id] = [v.address for v in history().versions(entry)]
     return known[entry.id]
 
 

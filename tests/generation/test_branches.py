@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from app.history import Entry
+from app.history import Entry, Permalink
 from app.history.branches import branch_path, live_parents, versions
 
 from ..support.apps import BACKENDS
@@ -437,7 +437,7 @@ def test_seed_export_keeps_two_fields_with_branches(client, upstream):
 
 
 def turn(index: int, parent: int | None = None, sibling_of: int | None = None) -> Entry:
-    link = lambda n: None if n is None else f"/chatlog/2024-01-01/{n}"  # noqa: E731
+    link = lambda n: None if n is None else Permalink("2024-01-01", n)  # noqa: E731
     return Entry(
         id=f"{index:032x}",
         date="2024-01-01",
@@ -464,9 +464,10 @@ def test_branch_path_follows_the_branch_with_the_newest_turn():
 def test_branch_path_hangs_the_children_of_a_deleted_turn_below_its_parent():
     # 1 was deleted: 2 hangs below 0.
     turns = [turn(0), turn(2, 1)]
-    parents = live_parents(turns, lambda link: "/chatlog/2024-01-01/0" if link.endswith("/1") else None)
-    assert parents == {"/chatlog/2024-01-01/0": None, "/chatlog/2024-01-01/2": "/chatlog/2024-01-01/0"}
-    assert [t.index for t in branch_path(turns, turns[0], lambda link: "/chatlog/2024-01-01/0")] == [0, 2]
+    first, second = Permalink("2024-01-01", 0), Permalink("2024-01-01", 2)
+    parents = live_parents(turns, lambda link: first if link.index == 1 else None)
+    assert parents == {first: None, second: first}
+    assert [t.index for t in branch_path(turns, turns[0], lambda link: first)] == [0, 2]
 
 
 def test_the_new_controls_speak_german(client, upstream):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable
+from app.history import ChatLog, Entry, HistoryStore, HistoryUnavailable, Permalink
 from app.history.sql import SQLChatLog, sqlalchemy_url
 from app.messages import failure
 
@@ -485,7 +485,7 @@ def test_page_hides_turns_that_have_follow_ups(store):
 
     assert listed == ["third turn", "alone"]
     assert [e.prompt for p in collect_pages(store, 1) for e in (store.get(*k) for k in p)] == listed
-    assert third.root == root.permalink
+    assert third.root == root.address
 
 
 def test_page_of_an_empty_history_is_empty_without_a_cursor(store):
@@ -696,9 +696,9 @@ def test_a_follow_up_records_its_parent_root_and_turn(store, thread):
     first, second, third = thread
 
     assert (first.parent, first.root, first.turn) == (None, None, 1)
-    assert (second.parent, second.root, second.turn) == (first.permalink, first.permalink, 2)
-    assert (third.parent, third.root, third.turn) == (second.permalink, first.permalink, 3)
-    assert store.get(third.date, third.index).root == "/chatlog/2024-08-30/0"
+    assert (second.parent, second.root, second.turn) == (first.address, first.address, 2)
+    assert (third.parent, third.root, third.turn) == (second.address, first.address, 3)
+    assert store.get(third.date, third.index).root == Permalink("2024-08-30", 0)
 
 
 def test_a_parent_counts_its_follow_ups(store, thread):

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..claims import SQLClaims
-from ..model import Entry, HistoryUnavailable
+from ..model import LINKS, Entry, HistoryUnavailable, Permalink
 from ..query import fold
 from ..store import StoreBase
 
@@ -53,14 +53,17 @@ entries = sa.Table(
     sa.Column("usage", JSONB, nullable=False),
     sa.Column("options", JSONB, nullable=False),
     sa.Column("dimensions", JSONB, nullable=False),
-    sa.Column("parent", sa.Text),
-    sa.Column("root", sa.Text),
+    sa.Column("parent_day", sa.Text),
+    sa.Column("parent_idx", sa.Integer),
+    sa.Column("root_day", sa.Text),
+    sa.Column("root_idx", sa.Integer),
     sa.Column("turn", sa.Integer, nullable=False),
     sa.Column("followups", sa.Integer, nullable=False),
     sa.Column("context_dropped", sa.Integer, nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False),
     sa.Column("searchable", sa.Text, nullable=False),
-    sa.Column("sibling_of", sa.Text),
+    sa.Column("sibling_of_day", sa.Text),
+    sa.Column("sibling_of_idx", sa.Integer),
     sa.Column("branched", sa.Boolean, nullable=False),
     sa.Column("input_image", sa.Text),
     sa.Column("fold_prompt", sa.Text, nullable=False),
@@ -81,7 +84,10 @@ runs = sa.Table(
     sa.Column("stop_requested", sa.Boolean, nullable=False),
 )
 
-FIELDS = tuple(Entry.__dataclass_fields__)
+# An entry's links (Entry.parent, .root, .sibling_of) are a (day, idx) pair of columns each,
+# both NULL for no link; its other fields are a column each, of the same name.
+LINK_COLUMNS = {name: (f"{name}_day", f"{name}_idx") for name in LINKS}
+FIELDS = tuple(f for f in Entry.__dataclass_fields__ if f not in ("date", "index", *LINKS))
 position = sa.tuple_(entries.c.day, entries.c.idx)
 
 
@@ -126,10 +132,33 @@ def storable(value: Any) -> Any:
     return value
 
 
+def link_columns(name: str, value: object) -> dict[str, Any]:
+    """The pair of columns of the link `name` (see LINK_COLUMNS) holding `value` (a link in any
+    form Permalink.of reads). A link past the largest index there can be points at nothing."""
+    link = Permalink.of(value)
+    if link is not None and link.index > MAX_INDEX:
+        link = None
+    day, idx = LINK_COLUMNS[name]
+    return {day: link.date if link else None, idx: link.index if link else None}
+
+
+def link_of(row: Any, name: str) -> Permalink | None:
+    """The link `name` of a table row, or None."""
+    day, idx = LINK_COLUMNS[name]
+    return Permalink(row[day], row[idx]) if row[day] is not None and row[idx] is not None else None
+
+
+def columns_of(fields: Any) -> set[str]:
+    """The columns that hold these fields of an entry."""
+    return {column for name in fields for column in LINK_COLUMNS.get(name, (name,))}
+
+
 def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
-    """A table row for an entry's fields."""
-    row = {f: storable(entry.get(f)) for f in FIELDS if f not in ("date", "index")}
+    """A table row for an entry's fields (the stored form, or links as text)."""
+    row = {f: storable(entry.get(f)) for f in FIELDS}
     row["day"], row["idx"] = entry["date"], entry["index"]
+    for name in LINKS:
+        row.update(link_columns(name, entry.get(name)))
     defaults = Entry(id="", date="", index=0, created_at="", kind="code", prompt="").to_dict()
     for name, value in defaults.items():
         if name in row and row[name] is None and value is not None:
@@ -139,9 +168,12 @@ def entry_row(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def raw_entry(row: Any) -> dict[str, Any]:
-    """The entry dict (as the TinyDB store keeps it) of a table row."""
-    data = {f: row[f] for f in FIELDS if f not in ("date", "index")}
+    """The entry dict of a table row, in the stored form (as the TinyDB store keeps it)."""
+    data = {f: row[f] for f in FIELDS}
     data["date"], data["index"] = row["day"], row["idx"]
+    for name in LINKS:
+        link = link_of(row, name)
+        data[name] = link.stored() if link is not None else None
     return data
 
 

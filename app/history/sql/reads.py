@@ -168,11 +168,10 @@ class Reads(Writes):
         """As :meth:`ChatLog.page`: a conversation appears once, as its newest live turn (with
         branches, an older branch's last turn has no follow-ups either: a newer turn hides it)."""
         newer = entries.alias("newer")
-        thread = sa.func.coalesce(
-            entries.c.root, "/chatlog/" + entries.c.day + "/" + sa.cast(entries.c.idx, sa.Text)
-        )
+        # The entry's conversation: its first turn (root), or the entry itself for a first turn.
         superseded = sa.exists().where(
-            newer.c.root == thread,
+            newer.c.root_day == sa.func.coalesce(entries.c.root_day, entries.c.day),
+            newer.c.root_idx == sa.func.coalesce(entries.c.root_idx, entries.c.idx),
             sa.not_(newer.c.deleted),
             sa.tuple_(newer.c.day, newer.c.idx) > position,
         )
@@ -203,13 +202,10 @@ class Reads(Writes):
 
     def conversation(self, entry: Entry) -> list[Entry]:
         thread = entry.thread
-        target = Permalink.parse(thread)
-        if target is None or target.index > MAX_INDEX:
+        if thread.index > MAX_INDEX:
             return [entry]
-        where = [
-            sa.not_(entries.c.deleted),
-            sa.or_(entries.c.root == thread, position == tuple(target)),
-        ]
+        in_thread = sa.and_(entries.c.root_day == thread.date, entries.c.root_idx == thread.index)
+        where = [sa.not_(entries.c.deleted), sa.or_(in_thread, position == tuple(thread))]
         rows = self._select(*where, newest_first=False, limit=10_000)
         return [entry_of(r) for r in rows] or [entry]
 

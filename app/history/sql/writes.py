@@ -10,7 +10,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..model import Entry, Permalink, is_date
-from .database import MAX_INDEX, Database, entries, entry_of, entry_row, position, raw_entry
+from .database import (
+    MAX_INDEX,
+    Database,
+    columns_of,
+    entries,
+    entry_of,
+    entry_row,
+    link_of,
+    position,
+    raw_entry,
+)
 
 
 class Writes(Database):
@@ -68,8 +78,8 @@ class Writes(Database):
             if stored["deleted"] or stored["status"] != "pending":
                 return Entry.from_dict(stored)  # a late outcome never overwrites a result
             merged = {**stored, **changes}
-            derived = ("searchable", "fold_prompt")
-            values = {k: v for k, v in entry_row(merged).items() if k in changes or k in derived}
+            wanted = columns_of(changes) | {"searchable", "fold_prompt"}
+            values = {k: v for k, v in entry_row(merged).items() if k in wanted}
             conn.execute(
                 entries.update()
                 .where(entries.c.day == entry.date, entries.c.idx == entry.index)
@@ -92,20 +102,19 @@ class Writes(Database):
             conn.execute(entries.update().where(entries.c.day == date, entries.c.idx == index).values(tomb))
             # Lock the ancestors while walking up (always child before parent, as every write
             # here does): a concurrent delete further up the chain is then seen, not missed.
-            ancestor = self._live_ancestor_in(conn, stored.get("parent"))
+            ancestor = self._live_ancestor_in(conn, link_of(row, "parent"))
             if ancestor is not None:
                 self._count_followup(conn, ancestor, stored.get("followups", 0) - 1)
             return Entry.from_dict(stored)
 
         return self._tx(work)
 
-    def _live_ancestor_in(self, conn: Connection, permalink: str | None) -> Entry | None:
+    def _live_ancestor_in(self, conn: Connection, link: Permalink | None) -> Entry | None:
         for _ in range(10_000):  # bounded, as in chain()
-            target = Permalink.parse(permalink)
-            row = self._row_at(conn, *target, lock=True) if target and target.index <= MAX_INDEX else None
+            row = self._row_at(conn, *link, lock=True) if link is not None else None
             if row is None or not row["deleted"]:
                 return entry_of(row) if row is not None else None
-            permalink = row["parent"]
+            link = link_of(row, "parent")
         return None
 
     def delete_day(self, date: str) -> list[Entry]:

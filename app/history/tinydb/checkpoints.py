@@ -1,6 +1,6 @@
 """Checkpoints of the TinyDB history: folding a day's journal into its document (when it has
-grown, when the day is over, at start-up), the day's word index written beside it, and the
-background upkeep that keeps both current.
+grown, when the day is over, at start-up), the day's word index written beside it, the
+background upkeep that keeps both current, and moving a folder of an older format forward.
 
 Writers wait only while the journal is switched and, later, while the new document is renamed
 into place: the document itself is written in between, without the lock. Every step is safe to
@@ -16,7 +16,9 @@ import uuid
 from typing import Any
 
 from ...files import fsync_dir, write_temp
+from ..model import HistoryCorrupt
 from .days import Coverage, doc_key, document_text
+from .formats import FORMAT, folder_format, mark_format
 from .index import DayIndex, index_body
 from .reader import DayReader
 
@@ -57,15 +59,16 @@ class Checkpoints(DayReader):
         except FileNotFoundError:
             return False
 
-    def checkpoint(self, date: str, *, wait: bool = True) -> bool:
+    def checkpoint(self, date: str, *, wait: bool = True, rewrite: bool = False) -> bool:
         """Fold the day's journals into its document, and write its search index.
 
         Writers wait only while the journal is switched and, later, while the new document is
         renamed into place and the folded journals are removed: the document is written in
         between, without the lock. Crash-safe at every step: the document says which journals
         it holds, and records assign values, so reading a journal twice changes nothing.
-        Returns False when nothing was done (nothing to fold, or another fold is running and
-        `wait` is false).
+        `rewrite`: write the document again even with no journal to fold (it then holds every
+        entry as this version stores it). Returns False when nothing was done (nothing to
+        fold, or another fold is running and `wait` is false).
         """
         if wait:
             self.checkpoint_lock.__enter__()
@@ -78,14 +81,15 @@ class Checkpoints(DayReader):
                     if state.key is None:
                         return False
                     before, frozen, rows = state.coverage, dict(state.offsets), state.rows()
-                    if any(frozen.values()):
-                        switch_to = max(frozen) + 1
-                        self._journal(date, switch_to)  # from now on writers append there
-                        state.offsets[switch_to] = 0
-            if not any(frozen.values()):
+                    fold = rewrite or any(frozen.values())
+                    covered = max(frozen, default=before.gen)  # the new document holds up to it
+                    if fold:
+                        self._journal(date, covered + 1)  # from now on writers append there
+                        state.offsets[covered + 1] = 0
+            if not fold:
                 self._ensure_index(date)
                 return False
-            coverage = Coverage(uuid.uuid4().hex, before.id, max(frozen), frozen, before.floor)
+            coverage = Coverage(uuid.uuid4().hex, before.id, covered, frozen, before.floor)
             tmp = write_temp(self.paths.doc(date), document_text(coverage, rows))
             with self.lock:
                 os.replace(tmp, self.paths.doc(date))
@@ -93,7 +97,7 @@ class Checkpoints(DayReader):
                 for gen in self.paths.journal_gens(date):
                     if gen <= coverage.gen:
                         self.paths.journal(date, gen).unlink(missing_ok=True)
-                self._retire_journals(date, max(frozen))
+                self._retire_journals(date, covered)
                 key = doc_key(self.paths.doc(date))
                 with state.lock:
                     adopted = key is not None and state.adopt(key, coverage)
@@ -162,3 +166,32 @@ class Checkpoints(DayReader):
         if coverage is None:  # a document from before journals, or none: read it
             return self._day(date).journaled
         return self._has_journal(date, coverage.gen)
+
+    def upgrade_format(self) -> int:
+        """Move a folder written by an older version forward to FORMAT, once (see
+        app.history.tinydb.formats): each day holding links as text is written again with
+        `checkpoint(rewrite=True)`, then the folder is marked. Returns the number of days written.
+
+        One process does it (under the checkpoint lock); another that starts meanwhile waits and
+        then finds the mark. A day that cannot be read is left as it is (its links are read in
+        either form) and the folder unmarked, so the next start tries again.
+        """
+        if folder_format(self.root) >= FORMAT:
+            return 0
+        written, failed = 0, 0
+        with self.checkpoint_lock:
+            if folder_format(self.root) >= FORMAT:
+                return 0
+            for date in self.dates():
+                try:
+                    if self._day(date).legacy and self.checkpoint(date, rewrite=True):
+                        written += 1
+                except (HistoryCorrupt, OSError):
+                    log.exception("The history of %s could not be moved to format %d.", date, FORMAT)
+                    failed += 1
+                self._forget(date)  # one day in memory at a time
+            if not failed:
+                mark_format(self.root)
+        if written:
+            log.info("Moved %d days of the history forward to format %d.", written, FORMAT)
+        return written

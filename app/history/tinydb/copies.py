@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..model import Permalink, is_date
+from ..model import Permalink, is_date, stored_links
 from ..seed import ImageFileFor, seed_entry, unseen_rows, validate_seed
 from ..store import ImportResult
 from .journal import JournalFile
@@ -100,6 +100,7 @@ class Copies(EntryReads):
         stored = dict(self._day(date).entries)
         records: list[dict[str, Any]] = []
         for raw in rows:
+            raw = stored_links(raw) or raw  # a copy may come with links as text
             there = stored.get(raw["index"])
             if there is None:
                 records.append({"put": raw})

@@ -10,6 +10,12 @@ Files of a date in `DATA_DIR/history`:
   without gaps, the newest taking appends.
 - `<date>.idx`: the day's word index for search (app.history.tinydb.index), derived and rebuildable.
 
+An entry is stored with its fields as `Entry.to_dict()` gives them; its links to other entries
+(`parent`, `root`, `sibling_of`) as `{"date": "YYYY-MM-DD", "index": n}` objects, or null.
+Documents and journals written before (history format 1) hold them as `/chatlog/<date>/<index>`
+text: a day's state reads either and holds the objects (app.history.tinydb.formats moves old
+files forward once).
+
 A day's state in a process is its document plus the journal records read so far; catching up
 reads only what was appended since the last look.
 """
@@ -29,7 +35,7 @@ from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 from tinydb.table import Document
 
-from ..model import HistoryCorrupt
+from ..model import HistoryCorrupt, stored_links
 
 TABLE = "entries"
 META = "_journal"
@@ -198,7 +204,8 @@ class DayState:
         self.coverage = coverage
         self.offsets: dict[int, int] = {}  # journal generation → bytes applied
         self.tails: dict[int, int] = {}  # journal generation → bytes after its last complete line
-        self.entries: dict[int, dict[str, Any]] = {raw["index"]: raw for raw in rows}
+        self.legacy = False  # some entry had its links in the text form of older data
+        self.entries: dict[int, dict[str, Any]] = {raw["index"]: self._current(raw) for raw in rows}
         self.version = 0  # bumped on every change, for caches derived from the rows
         self.lock = threading.Lock()
         # (version, {index: (entry, folded prompt, folded answer)}) of the live entries, for search
@@ -215,17 +222,25 @@ class DayState:
         """The newest journal generation seen (None: no journal since the document)."""
         return max(self.offsets) if self.offsets else None
 
+    def _current(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """`raw` with its links in the stored form (older data holds them as text)."""
+        upgraded = stored_links(raw)
+        if upgraded is None:
+            return raw
+        self.legacy = True
+        return upgraded
+
     def apply(self, record: dict[str, Any]) -> None:
         """Apply one journal record: `put` an entry, or `set` fields of the entry at an index.
         Records assign values, so applying a record twice changes nothing."""
         if "put" in record:
             raw = record["put"]
-            self.entries[raw["index"]] = raw
+            self.entries[raw["index"]] = self._current(raw)
         elif "set" in record:
             stored = self.entries.get(record["set"])
             if stored is None or stored.get("id") != record.get("id"):
                 return  # its entry was in a damaged document that was moved aside
-            self.entries[record["set"]] = {**stored, **record["c"]}
+            self.entries[record["set"]] = self._current({**stored, **record["c"]})
         else:
             return
         self.version += 1

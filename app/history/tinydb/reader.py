@@ -36,6 +36,7 @@ from .days import (
     document_text,
     parse_day_file,
 )
+from .formats import FORMAT, folder_format, mark_format
 from .index import DayIndex
 from .journal import HistoryLock, JournalFile, read_journal
 
@@ -65,6 +66,8 @@ class DayReader(StoreBase):
         self.root = Path(data_dir) / "history"
         self.root.mkdir(parents=True, exist_ok=True)
         self.paths = DayPaths(self.root)
+        if folder_format(self.root) < FORMAT and not self.dates():
+            mark_format(self.root)  # a new folder starts in the newest format
         self.claims = FileClaims(Path(data_dir) / "run")
         self.lock = HistoryLock(self.root / ".lock")
         self.checkpoint_lock = HistoryLock(self.root / ".checkpoint.lock")
@@ -265,6 +268,8 @@ class DayReader(StoreBase):
     @staticmethod
     def _highest_index_in(path: Path) -> int | None:
         text = path.read_bytes().decode("utf-8", errors="replace")
+        # A link's "index" (another entry's) is counted too: a floor too high only leaves some
+        # indexes unused, never hands one out twice.
         found = [int(n) for n in re.findall(r'"index"\s*:\s*(\d+)', text)]
         found += [int(n) - 1 for n in re.findall(r'"(\d+)"\s*:\s*\{', text)]
         return max(found) if found else None

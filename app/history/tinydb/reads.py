@@ -53,7 +53,7 @@ class EntryReads(JournalWriter):
         """
         picked: list[dict[str, Any]] = []
         more = False
-        newest: dict[str, str] = {}  # a branched conversation's thread → its newest turn
+        newest: dict[Permalink, Permalink] = {}  # a branched conversation's thread → its newest turn
         for raw in self._after_cursor(before):
             if raw.get("followups", 0) > 0 or not self._is_newest(Entry.from_dict(raw), newest):
                 continue
@@ -64,14 +64,14 @@ class EntryReads(JournalWriter):
         cursor = Permalink(picked[-1]["date"], picked[-1]["index"]).cursor if more and picked else None
         return Page(group_days(picked), cursor)
 
-    def _is_newest(self, entry: Entry, newest: dict[str, str]) -> bool:
+    def _is_newest(self, entry: Entry, newest: dict[Permalink, Permalink]) -> bool:
         """Whether `entry` is the newest live turn of its conversation, as History lists it.
         Only a conversation with branches can have another turn without follow-ups."""
         if not self._branched(entry):
             return True
         if entry.thread not in newest:
-            newest[entry.thread] = self.conversation(entry)[-1].permalink
-        return newest[entry.thread] == entry.permalink
+            newest[entry.thread] = self.conversation(entry)[-1].address
+        return newest[entry.thread] == entry.address
 
     def images_page(self, limit: int, before: str | None = None) -> tuple[list[Entry], str | None]:
         """Up to `limit` image entries that still have their image, newest first, older than the
@@ -88,13 +88,11 @@ class EntryReads(JournalWriter):
     def conversation(self, entry: Entry) -> list[Entry]:
         """Every live turn of `entry`'s conversation in order (just `entry` for a single one)."""
         thread = entry.thread
-        target = Permalink.parse(thread)
-        if target is None:
-            return [entry]
+        root = thread.stored()  # as the rows hold it (a day's state holds the stored form)
         turns = [
             Entry.from_dict(raw)
-            for raw in self.iter_entries(newest_first=False, since=target.date)
-            if raw.get("root") == thread or Permalink(raw["date"], raw["index"]) == target
+            for raw in self.iter_entries(newest_first=False, since=thread.date)
+            if raw.get("root") == root or (raw["date"] == thread.date and raw["index"] == thread.index)
         ]
         return turns or [entry]
 

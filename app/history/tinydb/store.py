@@ -11,6 +11,10 @@ and the checkpoint that follows the delete removes its content from the disk.
 Several threads, gunicorn workers and CLI runs share a DATA_DIR: writers take one lock for the
 length of an append; readers take none and catch up on what was appended since they last looked.
 
+Links between entries are stored as `{"date", "index"}` objects (app.history.tinydb.days); a
+folder written by an older version, with links as permalink text, is moved forward once when the
+app starts (app.history.tinydb.formats), and read as it is until then.
+
 A damaged day document is moved aside (`<date>.json.corrupt-<time>`), never overwritten, and
 logged with its name; the rest keeps working, and the day's new entries continue after the highest
 index still readable in the damaged file, so no permalink is ever reused.
@@ -27,8 +31,8 @@ class ChatLog(Copies):
     """The history store in TinyDB files under a journal (see the module docstring).
 
     Its parts, each a module: `reader` (days as they are now, the sequence, damage), `checkpoints`
-    (folding journals, word indexes), `writer` (appends, writes, deletes), `reads` (entries,
-    pages, search) and `copies` (import, backup copies, restore).
+    (folding journals, word indexes, moving an older folder forward), `writer` (appends, writes,
+    deletes), `reads` (entries, pages, search) and `copies` (import, backup copies, restore).
     """
 
     def close(self) -> None:

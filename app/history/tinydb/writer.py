@@ -11,7 +11,7 @@ import os
 import uuid
 from typing import Any
 
-from ..model import Entry, is_date
+from ..model import Entry, Permalink, is_date
 from .checkpoints import Checkpoints
 from .days import Coverage
 from .journal import JournalFile, decode_record, encode_record
@@ -99,8 +99,8 @@ class JournalWriter(Checkpoints):
         """Note on the conversation's first turn (a deleted one too) that it has branches, so
         History lists it by its newest turn (under the lock)."""
         first = self._first_turn(entry)
-        stored = self._day(first.date).entries.get(first.index) if first else None
-        if first is None or stored is None or stored.get("branched"):
+        stored = self._day(first.date).entries.get(first.index)
+        if stored is None or stored.get("branched"):
             return
         self._append(first.date, [{"set": first.index, "id": stored["id"], "c": {"branched": True}}])
 
@@ -129,7 +129,7 @@ class JournalWriter(Checkpoints):
         # Keep History's count of follow-ups right when a turn goes: its nearest live ancestor
         # loses this follow-up but inherits the deleted turn's own follow-ups (which continue the
         # same conversation), so a thread stays listed exactly once.
-        ancestor = self._live_ancestor(stored.get("parent"))
+        ancestor = self._live_ancestor(Permalink.of(stored.get("parent")))
         if ancestor is not None:
             self._count_followup(ancestor, stored.get("followups", 0) - 1)
         return stored, journal, ticket
