@@ -12,10 +12,10 @@ import redis
 from .support import services
 
 
-def test_pg_url_is_an_empty_database_owned_by_app_on_loopback(pg_url: str) -> None:
-    parts = urlsplit(pg_url)
+def test_pg_empty_url_is_an_empty_database_owned_by_app_on_loopback(pg_empty_url: str) -> None:
+    parts = urlsplit(pg_empty_url)
     assert (parts.scheme, parts.hostname, parts.username) == ("postgresql", "127.0.0.1", "app")
-    with psycopg.connect(pg_url) as conn:
+    with psycopg.connect(pg_empty_url) as conn:
         user, db, owner, superuser = conn.execute(
             "SELECT current_user, current_database(), pg_get_userbyid(datdba), rolsuper"
             " FROM pg_database, pg_roles WHERE datname = current_database() AND rolname = current_user"
@@ -32,8 +32,22 @@ def test_pg_password_is_checked(pg_server: services.PgServer) -> None:
         psycopg.connect(wrong, connect_timeout=5)
 
 
-def test_pg_trgm_can_be_created_by_the_database_owner(pg_url: str) -> None:
+def test_pg_url_is_owned_by_app_at_the_newest_schema_revision_with_no_rows(pg_url: str) -> None:
+    from app.history.sql import MIGRATIONS
+
+    newest = max(path.name.split("_")[0] for path in (MIGRATIONS / "versions").glob("0*.py"))
     with psycopg.connect(pg_url) as conn:
+        owner = conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+        assert owner == ("app",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(newest,)]
+        assert conn.execute("SELECT count(*) FROM entries").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM days").fetchone() == (0,)
+
+
+def test_pg_trgm_can_be_created_by_the_database_owner(pg_empty_url: str) -> None:
+    with psycopg.connect(pg_empty_url) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         conn.execute("CREATE TABLE entries (id serial PRIMARY KEY, prompt text NOT NULL)")
         conn.execute("CREATE INDEX entries_prompt_trgm ON entries USING gin (prompt gin_trgm_ops)")
