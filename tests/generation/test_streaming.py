@@ -296,9 +296,11 @@ def _history_unavailable(*args: Any, **kwargs: Any) -> None:
 def test_an_answer_the_history_cannot_store_is_shown_with_why_and_its_prompt_stays_pending(
     app, client, upstream, monkeypatch, language, why
 ):
-    # The upstream answers in full, but the store is unreachable when the answer is to be saved.
+    # The upstream answers in full, but the store is unreachable when the answer is to be saved,
+    # and stays so past the generator's patience (none here, instead of its 20 s of retries).
     upstream.script(CHAT, Reply(chunks=CHUNKS))
     monkeypatch.setattr(app.extensions["chatlog"], "finish", _history_unavailable)
+    monkeypatch.setattr("app.generation.base.RECORD_PATIENCE", 0.0)
     client.set_cookie("lang", language)
 
     answer = htmx_generate_code(client, "keep my prompt")
