@@ -93,7 +93,7 @@ test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.jso
 # The inner loop: lint and type checks, then every test that needs no browser, no services and
 # no real server processes (marker slow).
 test-fast: $(VENV)/.dev lint
-	$(BIN)/pytest -n auto -m "not browser and not services and not slow" -q
+	FUZZ_EXAMPLES=25 $(BIN)/pytest -n auto -m "not browser and not services and not slow" -q
 
 # LiteLLM's proxy in a venv of its own, measured beside the app (bench/stream_bench.py).
 bench/litellm/.venv/.installed: bench/litellm/requirements.txt

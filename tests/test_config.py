@@ -269,6 +269,7 @@ def test_configured_secret_key_is_used_and_nothing_is_written(make_app, data_dir
 # -- python -m app -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_python_m_app_with_a_bad_port_exits_2_naming_port(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "app"],
@@ -284,6 +285,7 @@ def test_python_m_app_with_a_bad_port_exits_2_naming_port(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_python_m_app_serves_healthz(tmp_path):
     port = free_port()
     log_path = tmp_path / "server.log"

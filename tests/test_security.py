@@ -431,6 +431,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_python_m_app_on_0_0_0_0_without_password_exits_2_with_the_reason(tmp_path):
     env = {
         k: v
@@ -1146,6 +1147,7 @@ def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int | None, str]:
         return None, err
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_gunicorn_bound_to_0_0_0_0_without_password_refuses_to_start(tmp_path):
     proc = _gunicorn(f"0.0.0.0:{_free_port()}", tmp_path)
 
@@ -1157,6 +1159,7 @@ def test_gunicorn_bound_to_0_0_0_0_without_password_refuses_to_start(tmp_path):
     assert "Booting worker" not in stderr
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_gunicorn_bound_to_loopback_without_password_starts(tmp_path):
     import requests
 
@@ -1178,6 +1181,7 @@ def test_gunicorn_bound_to_loopback_without_password_starts(tmp_path):
         _finish(proc, timeout=0.1)
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_gunicorn_bound_to_0_0_0_0_with_a_password_is_not_refused(tmp_path):
     proc = _gunicorn(f"0.0.0.0:{_free_port()}", tmp_path, APP_PASSWORD=PASSWORD)
 

@@ -183,6 +183,7 @@ def test_quarantine_never_moves_a_file_that_was_repaired_meanwhile(chatlog, data
 # -- concurrency -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_concurrent_writers_in_two_processes_lose_nothing(data_dir):
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)

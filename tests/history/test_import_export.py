@@ -162,6 +162,7 @@ def test_import_of_a_row_with_an_error_makes_a_failed_entry(data_dir):
 # -- import through the CLI --------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_cli_import_in_a_subprocess_adds_all_seven_entries(data_dir, seed_file):
     result = run_flask(data_dir, "import-chatlog", str(seed_file))
 
@@ -170,6 +171,7 @@ def test_cli_import_in_a_subprocess_adds_all_seven_entries(data_dir, seed_file):
     assert prompts_in(data_dir) == SEED_PROMPTS
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_cli_import_in_a_subprocess_twice_adds_nothing_the_second_time(data_dir, seed_file):
     run_flask(data_dir, "import-chatlog", str(seed_file))
 
@@ -218,6 +220,7 @@ INVALID_IMPORTS = {
 }
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 @pytest.mark.parametrize(("content", "message"), INVALID_IMPORTS.values(), ids=INVALID_IMPORTS.keys())
 def test_cli_import_of_an_invalid_file_fails_with_a_clear_message(data_dir, tmp_path, content, message):
     path = tmp_path / "broken.json"
@@ -232,6 +235,7 @@ def test_cli_import_of_an_invalid_file_fails_with_a_clear_message(data_dir, tmp_
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 @pytest.mark.parametrize("content", [c for c, _ in INVALID_IMPORTS.values()], ids=INVALID_IMPORTS.keys())
 def test_cli_import_of_an_invalid_file_imports_nothing(data_dir, tmp_path, content):
     path = tmp_path / "broken.json"
@@ -244,6 +248,7 @@ def test_cli_import_of_an_invalid_file_imports_nothing(data_dir, tmp_path, conte
     assert ChatLog(data_dir).count() == 0
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_cli_import_of_a_file_that_is_not_utf8_fails_with_a_clear_message(data_dir, tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes(
@@ -375,6 +380,7 @@ def test_export_seed_round_trips_the_imported_sample(data_dir):
     assert log.export_seed() == SEED
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_cli_export_to_stdout_in_a_subprocess_round_trips_the_sample(data_dir, seed_file):
     run_flask(data_dir, "import-chatlog", str(seed_file))
 
@@ -384,6 +390,7 @@ def test_cli_export_to_stdout_in_a_subprocess_round_trips_the_sample(data_dir, s
     assert json.loads(result.stdout) == SEED
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_cli_export_to_a_file_in_a_subprocess_round_trips_the_sample(data_dir, seed_file, tmp_path):
     run_flask(data_dir, "import-chatlog", str(seed_file))
     out = tmp_path / "export.json"
@@ -424,6 +431,7 @@ def test_export_imported_into_a_fresh_history_gives_the_same_export(data_dir, tm
     assert second.export_seed() == exported
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_export_of_a_failed_generation_includes_the_error(make_app, upstream, data_dir):
     app = make_app(openai_api_key=TEST_KEY, openai_base_url=upstream.url)
     upstream.script("/v1/chat/completions", Reply(status=500, json=error_body("boom")))

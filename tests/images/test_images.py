@@ -82,6 +82,7 @@ def test_decode_image_rejects_a_decompression_bomb(bomb_png):
         decode_image(bomb_png)
 
 
+@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 def test_decode_image_enforces_max_pixels_in_a_fresh_process(tmp_path):
     # 7000x7000 = 49 million pixels: above MAX_PIXELS, below Pillow's own default limit.
     path = tmp_path / "big.png"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -23,13 +24,16 @@ from app import create_app
 
 from ..support.htmx import HX
 
+# Examples per property: 200 under `make test`; `make test-fast` sets FUZZ_EXAMPLES=25 for the
+# inner loop (the same properties, fewer random inputs).
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
-    max_examples=200,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,  # keep the repository free of a .hypothesis directory
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-FEW = settings(FUZZ, max_examples=100)
+FEW = settings(FUZZ, max_examples=max(1, EXAMPLES // 2))
 
 SENTINEL = f"SENTINEL-{uuid.uuid4().hex}"
 PASSWD_LINE = b"root:x:0:0"
