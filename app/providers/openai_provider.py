@@ -10,13 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import cache
 from typing import Any, cast
 
+import httpx2
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -223,6 +226,15 @@ class OpenAIStream:
             raise IncompleteAnswer(failure("connection_dropped")) from None
 
 
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS settings the openai client would make for itself (its HTTP library's defaults),
+    made once per process: loading the CA certificates takes tens of milliseconds, and a process
+    that builds several apps (tests, benchmarks) would pay it for each. An SSLContext is safe to
+    share between clients and threads."""
+    return httpx2.create_ssl_context()
+
+
 class OpenAIProvider:
     """Chat completions and image generation through the official client."""
 
@@ -240,6 +252,7 @@ class OpenAIProvider:
             base_url=settings.openai_base_url,
             timeout=settings.upstream_timeout,
             max_retries=0,
+            http_client=openai.DefaultHttpxClient(verify=_tls_context()),
         )
 
     def complete(self, messages: list[Message], model: str, timeout: float) -> TextAnswer:
