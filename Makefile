@@ -87,13 +87,17 @@ format: $(VENV)/.dev
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
+# pytest keeps its rewritten test modules in __pycache__ (about 12 s of collecting otherwise, in
+# every worker of every run), even where the environment asks Python not to write bytecode.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
+
 test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
-	$(BIN)/pytest -n auto
+	$(PYTEST) -n auto
 
 # The inner loop: lint and type checks, then every test that needs no browser, no services and
 # no real server processes (marker slow).
 test-fast: $(VENV)/.dev lint
-	FUZZ_EXAMPLES=25 $(BIN)/pytest -n auto -m "not browser and not services and not slow" -q
+	FUZZ_EXAMPLES=25 $(PYTEST) -n auto -m "not browser and not services and not slow" -q
 
 # LiteLLM's proxy in a venv of its own, measured beside the app (bench/stream_bench.py).
 bench/litellm/.venv/.installed: bench/litellm/requirements.txt
