@@ -21,6 +21,7 @@ from .support.browser import (
     CHROMIUM_ARGS,
     WatchedPage,
 )
+from .support.migrations import alembic
 from .support.serving import LiveServer
 from .support.upstream import FakeUpstream
 
@@ -200,24 +201,9 @@ def pg_at_revision(pg_empty_url: str) -> Callable[..., str]:
     """Bring the test's database to an older Alembic revision, as an older version of the app left
     it, and write rows there as that version did: `pg_at_revision("0004", (sql, params), ...)`.
     Returns the database's URL; an app opened on it upgrades it to the newest revision."""
-    import sqlalchemy as sa
-    from alembic import command
-    from alembic.config import Config
-
-    from app.history.sql import MIGRATIONS, sqlalchemy_url
 
     def migrate(revision: str, *rows: tuple[str, dict[str, Any]]) -> str:
-        engine = sa.create_engine(sqlalchemy_url(pg_empty_url))
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        try:
-            with engine.begin() as conn:
-                config.attributes["connection"] = conn
-                command.upgrade(config, revision)
-                for statement, params in rows:
-                    conn.execute(sa.text(statement), params)
-        finally:
-            engine.dispose()
+        alembic(pg_empty_url, "upgrade", revision, *rows)
         return pg_empty_url
 
     return migrate

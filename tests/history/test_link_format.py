@@ -20,11 +20,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from app.history import ChatLog
-from app.history.sql import MIGRATIONS, sqlalchemy_url
+from app.history.sql import sqlalchemy_url
 from app.history.tinydb.journal import encode_record
 
 from ..support.clock import CEST, Clock
@@ -42,6 +40,7 @@ from ..support.conversations import (
 )
 from ..support.disk import journal_records, stored_entries
 from ..support.html import parse
+from ..support.migrations import alembic
 from ..support.upstream import Reply, chat_completion
 
 D1, D2 = "2026-11-20", "2026-11-21"
@@ -272,18 +271,6 @@ def old_rows() -> list[tuple[str, dict[str, Any]]]:
     """The old history as revision 0005 held it: links as text."""
     rows = [(OLD_ROW, raw) for raw in old_entries().values()]
     return [*rows, ("INSERT INTO days (day, next_idx) VALUES (:d1, 4), (:d2, 2)", {"d1": D1, "d2": D2})]
-
-
-def alembic(url: str, step: str, revision: str) -> None:
-    engine = sa.create_engine(sqlalchemy_url(url))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            getattr(command, step)(config, revision)
-    finally:
-        engine.dispose()
 
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
