@@ -92,7 +92,7 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
-	$(PYTEST) -n auto
+	$(PYTEST) -n auto --durations=10
 
 # The inner loop: lint and type checks, then every test that needs no browser, no services and
 # no real server processes (marker slow).
