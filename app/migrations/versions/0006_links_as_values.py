@@ -9,7 +9,7 @@ The downgrade writes the text back from the pairs.
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-03
+Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
