@@ -59,7 +59,6 @@ def compact(filename: str, data: bytes) -> bytes:
     return rjsmin.jsmin(data) + b"\n"
 
 
-@cache
 def _read(static: Path, filename: str) -> bytes:
     path = safe_join(str(static), filename)
     if path is None or not Path(path).is_file():

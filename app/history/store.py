@@ -270,10 +270,6 @@ class StoreBase:
             entry.sibling_of = replaces.versions_of
         return entry
 
-    def _first_turn(self, entry: Entry) -> Permalink:
-        """The address of the first turn of `entry`'s conversation (where `branched` is kept)."""
-        return entry.thread
-
     def finish(self, entry: Entry, response: str, **extra: Any) -> Entry:
         return self._update(entry, response=response, status="done", error=None, **extra)
 

@@ -37,7 +37,7 @@ class Writes(Database):
 
     def _insert(self, entry: Entry, parent: Entry | None, replaces: Entry | None) -> Entry:
         """Insert the new entry at its day's next index (the day's counter row, locked)."""
-        first = self._first_turn(entry) if replaces is not None else None
+        first = entry.thread if replaces is not None else None  # where `branched` is kept
 
         def work(conn: Connection) -> Entry:
             if parent is not None:

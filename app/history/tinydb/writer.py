@@ -98,7 +98,7 @@ class JournalWriter(Checkpoints):
     def _mark_branched(self, entry: Entry) -> None:
         """Note on the conversation's first turn (a deleted one too) that it has branches, so
         History lists it by its newest turn (under the lock)."""
-        first = self._first_turn(entry)
+        first = entry.thread
         stored = self._day(first.date).entries.get(first.index)
         if stored is None or stored.get("branched"):
             return
