@@ -177,23 +177,25 @@ def pg_schema_template(pg_server: services.PgServer) -> str:
     return name
 
 
+def _test_database(pg_server: services.PgServer, template: str | None) -> Iterator[str]:
+    """URL of a fresh database owned by `app` (a copy of `template`, or empty), dropped (sessions
+    and all) after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    yield pg_server.create_database(name, template=template)
+    pg_server.drop_database(name)
+
+
 @pytest.fixture
 def pg_url(pg_server: services.PgServer, pg_schema_template: str) -> Iterator[str]:
-    """URL of a fresh database owned by `app` with the newest schema and no rows, dropped
-    (sessions and all) after the test. Tests of the migrations themselves use `pg_empty_url`."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    url = pg_server.create_database(name, template=pg_schema_template)
-    yield url
-    pg_server.drop_database(name)
+    """URL of a fresh database with the newest schema and no rows. Tests of the migrations
+    themselves use `pg_empty_url`."""
+    yield from _test_database(pg_server, pg_schema_template)
 
 
 @pytest.fixture
 def pg_empty_url(pg_server: services.PgServer) -> Iterator[str]:
-    """URL of a fresh, empty database owned by `app` (no schema), dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    url = pg_server.create_database(name)
-    yield url
-    pg_server.drop_database(name)
+    """URL of a fresh, empty database (no schema)."""
+    yield from _test_database(pg_server, None)
 
 
 @pytest.fixture
