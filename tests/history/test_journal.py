@@ -265,6 +265,46 @@ def test_a_writer_is_not_held_up_while_a_checkpoint_writes_the_day_document(stor
     assert ChatLog(data_dir).get(DATE, 5).response == "answered while folding"
 
 
+def test_a_checkpoint_waits_for_an_answer_being_synced_and_the_answer_is_kept(store, data_dir, monkeypatch):
+    # A checkpoint closes the journal it folds. An answer's fdatasync of that journal runs outside
+    # the lock, so the checkpoint may come while it is on the disk: the close must wait for it,
+    # and the answer must neither fail nor be lost.
+    entry = store.begin("code", "being synced", "m")
+    syncing = threading.Event()
+    release = threading.Event()
+    real = os.fdatasync
+
+    def slow_sync(fd: int) -> None:
+        syncing.set()
+        release.wait(timeout=10)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    failures: list[BaseException] = []
+
+    def finish() -> None:
+        try:
+            store.finish(entry, "kept")
+        except BaseException as error:  # the test reports it
+            failures.append(error)
+
+    answering = threading.Thread(target=finish)
+    answering.start()
+    assert syncing.wait(timeout=10)
+    folding = threading.Thread(target=store.checkpoint, args=(DATE,))
+    folding.start()
+    folding.join(timeout=0.3)
+    assert folding.is_alive()  # the checkpoint waits for the sync under way
+    release.set()
+    answering.join(timeout=30)
+    folding.join(timeout=30)
+
+    assert not answering.is_alive() and not folding.is_alive()
+    assert failures == []
+    assert store.get(DATE, 0).response == "kept"
+    assert ChatLog(data_dir).get(DATE, 0).response == "kept"
+
+
 def _crash_checkpoint_after(monkeypatch, step: str) -> type[BaseException]:
     """Make the next checkpoint stop dead after `step`, as a kill -9 would."""
 

@@ -146,7 +146,16 @@ class JournalFile:
         raise TimeoutError(f"the journal {self.path.name} could not be synced")
 
     def close(self) -> None:
+        """Close the file, once no fdatasync of it is under way: a sync works on the descriptor
+        outside the condition's lock, and closing it under that sync would fail the sync (or,
+        were the number reused at once, sync another file)."""
         with self._cond:
+            for _ in range(100_000):  # bounded, as sync() is
+                if not self._syncing:
+                    break
+                self._cond.wait(timeout=1.0)
+            else:
+                raise TimeoutError(f"the journal {self.path.name} is still being synced")
             if not self._closed:
                 self._closed = True
                 self._file.close()
