@@ -1,7 +1,7 @@
 """Images in S3-compatible object storage (AWS S3, MinIO, Ceph, Garage …), for several servers.
 
 Chosen with `IMAGE_STORE_URL=s3://bucket/prefix` (and `IMAGE_STORE_ENDPOINT_URL` for a server
-other than AWS). Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID and
+other than AWS). Credentials come from botocore's usual sources (boto3's too) (AWS_ACCESS_KEY_ID and
 AWS_SECRET_ACCESS_KEY, a profile, or an instance role); they are never logged.
 
 Objects are `<prefix>/<name>`, named as app.images.names names an original and its thumbnail,
@@ -14,12 +14,14 @@ so the bytes never pass through the app servers.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
-import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -31,6 +33,24 @@ log = logging.getLogger("app.images")
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 2.0  # seconds to reach the object store
 FAIL_FAST_FOR = 5.0  # seconds calls fail at once after the store was found unreachable
+
+
+_LOADER: botocore.loaders.Loader | None = None
+_LOADER_LOCK = threading.Lock()
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A new session (so credentials are looked up afresh, as for any new session) that reads
+    S3's service description through one loader per process: parsing those JSON files is most
+    of the quarter second a client takes to make, and every store of the process (every app a
+    test or a command builds) would parse them again."""
+    global _LOADER
+    session = botocore.session.get_session()
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = session.get_component("data_loader")
+    session.register_component("data_loader", _LOADER)
+    return session
 
 
 def _missing(error: ClientError) -> bool:
@@ -59,18 +79,16 @@ class S3ImageStore(ImageStoreBase):
         self.prefix = parsed.path.strip("/")
         self.presign = presign
         self.endpoint_url = endpoint_url
-        # Explicit credentials (from the environment or `.env`) win; otherwise boto3's own chain
+        # Explicit credentials (from the environment or `.env`) win; otherwise botocore's own chain
         # (environment, profile, instance role) applies.
         explicit = bool(access_key_id and secret_access_key)
-        session = boto3.session.Session(
-            aws_access_key_id=access_key_id if explicit else None,
-            aws_secret_access_key=secret_access_key if explicit else None,
-        )
         self._down_until = 0.0
-        self.client = session.client(
+        self.client = _botocore_session().create_client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
+            aws_access_key_id=access_key_id if explicit else None,
+            aws_secret_access_key=secret_access_key if explicit else None,
             config=Config(
                 # Fail fast when the store is away: a request thread must not wait for long.
                 connect_timeout=CONNECT_TIMEOUT,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import glob
 import os
 import re
@@ -591,8 +592,10 @@ def start_s3() -> S3Server:
     return S3Server().start()
 
 
+@functools.cache
 def s3_client(endpoint_url: str) -> Any:
-    """A boto3 S3 client for the server at `endpoint_url`, with dummy credentials."""
+    """A boto3 S3 client for the server at `endpoint_url`, with dummy credentials: one per
+    endpoint and process (a client is thread-safe, and takes a quarter second to make)."""
     import boto3
     from botocore.config import Config
 
