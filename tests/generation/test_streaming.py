@@ -3,7 +3,9 @@ fragment that connects to GET /chatlog/<date>/<index>/stream, an SSE stream of `
 (escaped text), one `final` event (the rendered entry) and `done`.
 
 The app reaches the local upstream (tests/support/upstream.py) with the real openai client over HTTP.
-Where incremental delivery matters, a live server is read with `requests(stream=True)`.
+Where incremental delivery matters, a live server is read with `requests(stream=True)`. The tests
+of what a stream leaves in the history (the stored answer, its usage, a failure, a stop, a second
+listener, a browser that left) run on TinyDB files and a real PostgreSQL; the rest on TinyDB.
 """
 
 from __future__ import annotations
@@ -22,18 +24,11 @@ import requests
 
 from app.config import Settings
 
-from ..support.apps import BACKENDS, STORAGE_FREE, TEST_KEY
+from ..support.apps import ON_EVERY_ENGINE, TEST_KEY
 from ..support.htmx import HX, StreamedAnswer, htmx_generate_code, parse_sse, sse_events
 from ..support.ports import free_port
 from ..support.serving import LiveServer
 from ..support.upstream import FakeUpstream, Reply, chat_completion, error_body
-
-
-@pytest.fixture(params=BACKENDS)
-def history_backend(request: pytest.FixtureRequest) -> str:
-    """Every test here runs against the TinyDB files and a real PostgreSQL."""
-    return request.param
-
 
 CHAT = "/v1/chat/completions"
 MODELS = "/v1/models"
@@ -266,6 +261,7 @@ def test_final_entry_keeps_hostile_text_readable(client, upstream):
 CHUNKS = ["Here is ", "the **answer**", " in three pieces."]
 
 
+@ON_EVERY_ENGINE
 def test_streamed_answer_is_stored_done_with_the_whole_text(client, upstream):
     upstream.script(CHAT, Reply(chunks=CHUNKS))
 
@@ -293,6 +289,7 @@ def _history_unavailable(*args: Any, **kwargs: Any) -> None:
         ),
     ],
 )
+@ON_EVERY_ENGINE
 def test_an_answer_the_history_cannot_store_is_shown_with_why_and_its_prompt_stays_pending(
     app, client, upstream, monkeypatch, language, why
 ):
@@ -315,6 +312,7 @@ def test_an_answer_the_history_cannot_store_is_shown_with_why_and_its_prompt_sta
     assert (entry["status"], entry["prompt"], entry["response"]) == ("pending", "keep my prompt", "")
 
 
+@ON_EVERY_ENGINE
 def test_streamed_answer_stores_usage(client, upstream):
     upstream.script(CHAT, Reply(chunks=CHUNKS))
 
@@ -338,6 +336,7 @@ def test_entry_page_shows_usage(client, upstream):
     assert re.search(rf"\b5 \+ {len(CHUNKS)} tokens\b", page), page
 
 
+@ON_EVERY_ENGINE
 def test_final_event_is_the_stored_entry_rendered(client, upstream):
     upstream.script(CHAT, Reply(chunks=CHUNKS))
 
@@ -476,6 +475,7 @@ def alert_text(final: str) -> str:
 
 
 @pytest.mark.parametrize("name", list(STREAM_FAULTS))
+@ON_EVERY_ENGINE
 def test_streamed_fault_stores_entry_failed_with_prompt_and_error(make_app, upstream, name):
     outcome = stream_fault(name, make_app, upstream)
 
@@ -503,6 +503,7 @@ def test_streamed_fault_final_event_shows_the_message_and_prompt(make_app, upstr
     assert outcome.prompt in html.unescape(final)
 
 
+@ON_EVERY_ENGINE
 def test_cut_off_answer_keeps_the_partial_text(make_app, upstream):
     outcome = stream_fault("cut-off", make_app, upstream)
 
@@ -606,6 +607,7 @@ def test_stop_ends_the_stream_with_a_stopped_entry_showing_the_partial_text(
     assert "word29" not in final
 
 
+@ON_EVERY_ENGINE
 def test_stop_stores_the_entry_stopped_with_the_text_that_arrived(make_app, fresh_upstream, live_server):
     run = stop_while_streaming(make_app, fresh_upstream, live_server)
 
@@ -621,6 +623,7 @@ def test_stop_abandons_the_upstream_request(make_app, fresh_upstream, live_serve
     assert run.upstream.streams_finished == 0
 
 
+@ON_EVERY_ENGINE
 def test_stop_of_a_finished_entry_changes_nothing(client, upstream):
     answer = htmx_generate_code(client, "already done")
 
@@ -633,6 +636,7 @@ def test_stop_of_a_finished_entry_changes_nothing(client, upstream):
 # -- one upstream request per answer -----------------------------------------------------------------------
 
 
+@ON_EVERY_ENGINE
 def test_stream_of_a_finished_entry_returns_its_final_state_without_asking_again(client, upstream):
     first = htmx_generate_code(client, "only once")
     calls = chat_calls(upstream)
@@ -646,6 +650,7 @@ def test_stream_of_a_finished_entry_returns_its_final_state_without_asking_again
     assert final_of(events) == first.final
 
 
+@ON_EVERY_ENGINE
 def test_two_listeners_of_one_pending_entry_cause_one_upstream_request(make_app, upstream, live_server):
     upstream.script(CHAT, Reply(chunks=slow_words(8), chunk_delay=0.1))
     server = live_server(app_on(make_app, upstream))
@@ -663,6 +668,7 @@ def test_two_listeners_of_one_pending_entry_cause_one_upstream_request(make_app,
     assert "status-done" in final_of(rest_of_first)
 
 
+@ON_EVERY_ENGINE
 def test_client_that_disconnects_mid_stream_does_not_lose_the_answer(make_app, upstream, live_server):
     words = slow_words(8)
     upstream.script(CHAT, Reply(chunks=words, chunk_delay=0.1))
@@ -688,7 +694,6 @@ def models_reply(*ids: str) -> Reply:
     return Reply(json={"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
 
 
-@STORAGE_FREE
 def test_models_lists_the_upstream_models_with_the_default_first(client, upstream):
     upstream.script(MODELS, models_reply("zeta-model", DEFAULT_MODEL, "alpha-model"))
 
@@ -699,14 +704,12 @@ def test_models_lists_the_upstream_models_with_the_default_first(client, upstrea
     assert sorted(body["models"]) == sorted([DEFAULT_MODEL, "alpha-model", "zeta-model"])
 
 
-@STORAGE_FREE
 def test_models_lists_the_default_even_if_the_upstream_does_not(client, upstream):
     upstream.script(MODELS, models_reply("other-model"))
 
     assert client.get("/models").get_json()["models"] == [DEFAULT_MODEL, "other-model"]
 
 
-@STORAGE_FREE
 def test_models_failure_upstream_still_offers_the_default(client, upstream):
     upstream.script(MODELS, Reply(status=500, json=error_body("boom")))
 
@@ -716,7 +719,6 @@ def test_models_failure_upstream_still_offers_the_default(client, upstream):
     assert response.get_json()["models"] == [DEFAULT_MODEL]
 
 
-@STORAGE_FREE
 def test_models_for_htmx_are_option_elements(client, upstream):
     upstream.script(MODELS, models_reply("alpha-model", DEFAULT_MODEL))
 

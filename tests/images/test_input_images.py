@@ -4,7 +4,9 @@ refused clearly when it is anything else, shown beside its prompt, exported, del
 entry.
 
 Through the real openai client against the local upstream (tests/support/upstream.py), asserting the
-`messages` it received; every test runs on TinyDB files and a real PostgreSQL.
+`messages` it received. The tests of what is stored with an entry (its picture, its follow-ups,
+its versions, its export, its deletion) run on TinyDB files and a real PostgreSQL; the rest on
+TinyDB.
 """
 
 from __future__ import annotations
@@ -18,18 +20,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ..support.apps import BACKENDS, TEST_KEY
+from ..support.apps import ON_EVERY_ENGINE, TEST_KEY
 from ..support.conversations import CHAT, entry_count, only, post_code, sent_messages, stored
 from ..support.html import parse
 from ..support.htmx import HX
 from ..support.upstream import Reply, chat_completion, error_body, png_bytes
-
-
-@pytest.fixture(params=BACKENDS)
-def history_backend(request: pytest.FixtureRequest) -> str:
-    """Every test here runs against the TinyDB files and a real PostgreSQL."""
-    return request.param
-
 
 REFUSED = "This model does not accept images. Remove the image or choose another model."
 NOT_AN_IMAGE = "The attached file is not a PNG, JPEG, WEBP or GIF image."
@@ -267,6 +262,7 @@ def test_htmx_refusal_shows_the_message_and_keeps_the_form(app, client, upstream
 # -- conversations ---------------------------------------------------------------------------------
 
 
+@ON_EVERY_ENGINE
 def test_a_followup_carries_the_earlier_picture(client, upstream):
     upstream.script(CHAT, Reply(json=chat_completion("It is a red square.")))
     first = post_with_file(client, "What is this?", png_bytes((20, 20))).get_json()
@@ -370,6 +366,7 @@ def test_the_streamed_entry_in_results_shows_the_picture(client, upstream):
     assert 'class="input-image"' in stream  # the final entry too
 
 
+@ON_EVERY_ENGINE
 def test_full_export_names_the_input_image_url_and_the_seed_export_keeps_two_fields(client, upstream):
     body = post_with_file(client, "What is this?", png_bytes()).get_json()
     rows = client.get("/chatlog.full.json").get_json()
@@ -378,6 +375,7 @@ def test_full_export_names_the_input_image_url_and_the_seed_export_keeps_two_fie
     assert seed == [{"prompt": "What is this?", "response": stored(client, body["entry"])["response"]}]
 
 
+@ON_EVERY_ENGINE
 def test_deleting_the_entry_deletes_its_picture(data_dir, client, upstream):
     body = post_with_file(client, "What is this?", png_bytes()).get_json()
     assert len(image_files(data_dir)) == 2
@@ -386,6 +384,7 @@ def test_deleting_the_entry_deletes_its_picture(data_dir, client, upstream):
     assert client.get(body["input_image_url"]).status_code == 404
 
 
+@ON_EVERY_ENGINE
 def test_another_version_keeps_the_picture_as_its_own_copy(data_dir, client, upstream):
     first = post_with_file(client, "What is this?", png_bytes()).get_json()
     again = client.post(f"{first['entry']}/regenerate")
@@ -399,6 +398,7 @@ def test_another_version_keeps_the_picture_as_its_own_copy(data_dir, client, ups
     assert client.get(second["input_image_url"]).status_code == 200
 
 
+@ON_EVERY_ENGINE
 def test_an_edited_version_may_leave_the_picture_out_or_take_another(client, upstream):
     first = post_with_file(client, "What is this?", png_bytes()).get_json()
     without = post_code(client, "What is a square?", replaces=first["entry"], keep_image="0")

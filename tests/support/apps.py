@@ -9,6 +9,12 @@ TEST_KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 
 BACKENDS = ("tinydb", "postgresql")
 
-# For a test that exercises no storage in a module whose tests run on every engine: it runs once,
-# on TinyDB (a direct parametrization overrides the module's `history_backend` fixture).
+# Apps use TinyDB unless a test asks for more. Where what the history engine stores is part of
+# what a test checks, outside tests/history/test_store_contract.py (which holds both engines to
+# one contract), the test runs on every engine: a direct parametrization overrides the
+# `history_backend` fixture.
+ON_EVERY_ENGINE = pytest.mark.parametrize("history_backend", BACKENDS)
+
+# For a test that exercises no storage in a module whose tests all run on every engine (its own
+# `history_backend` fixture): it runs once, on TinyDB.
 STORAGE_FREE = pytest.mark.parametrize("history_backend", ["tinydb"])

@@ -10,17 +10,10 @@ import re
 
 import pytest
 
-from ..support.apps import BACKENDS, STORAGE_FREE, TEST_KEY
+from ..support.apps import TEST_KEY
 from ..support.html import Node, parse
 from ..support.htmx import HX, StreamedAnswer, htmx_generate_code
 from ..support.upstream import Reply, chat_completion, error_body
-
-
-@pytest.fixture(params=BACKENDS)
-def history_backend(request: pytest.FixtureRequest) -> str:
-    """Every test here runs against the TinyDB files and a real PostgreSQL."""
-    return request.param
-
 
 PERMALINK_RE = re.compile(r"^/chatlog/\d{4}-\d{2}-\d{2}/\d+$")
 IMAGE_URL_RE = re.compile(r"^/images/[0-9a-f]{32}\.png$")
@@ -454,7 +447,6 @@ def accessible_name(doc: Node, node: Node) -> str:
     return ""
 
 
-@STORAGE_FREE
 def test_index_has_prompt_textbox(index_doc):
     textboxes = [
         n
@@ -468,14 +460,12 @@ def test_index_has_prompt_textbox(index_doc):
 
 
 @pytest.mark.parametrize("name", ["Generate code", "Generate image"])
-@STORAGE_FREE
 def test_index_has_generate_button(index_doc, name):
     buttons = [b for b in index_doc.find_all("button") if accessible_name(index_doc, b) == name]
 
     assert len(buttons) == 1
 
 
-@STORAGE_FREE
 def test_index_has_exactly_one_polite_results_region(index_doc):
     regions = [n for n in index_doc.iter() if n.attrs.get("aria-label") == "Results"]
 
@@ -487,7 +477,6 @@ LANDMARK_TAGS = {"main", "nav", "aside", "header", "footer", "section", "form"}
 LANDMARK_ROLES = {"main", "navigation", "complementary", "banner", "contentinfo", "region", "form", "search"}
 
 
-@STORAGE_FREE
 def test_index_has_exactly_one_history_landmark(index_doc):
     landmarks = [
         n
@@ -509,14 +498,12 @@ def test_index_history_lists_existing_entries(client):
     assert [a.text.strip() for a in history.find_all("a") if a.attrs.get("href") == permalink]
 
 
-@STORAGE_FREE
 def test_demo_mode_page_says_so(demo_client):
     html = body_of(demo_client.get("/"))
 
     assert "Demo mode — set OPENAI_API_KEY" in " ".join(parse(html).text.split())
 
 
-@STORAGE_FREE
 def test_key_configured_page_has_no_demo_banner(client):
     response = client.get("/")
     html = body_of(response)
@@ -526,7 +513,6 @@ def test_key_configured_page_has_no_demo_banner(client):
     assert "Demo mode" not in html
 
 
-@STORAGE_FREE
 def test_index_page_does_not_render_the_key(client):
     response = client.get("/")
 
@@ -644,7 +630,6 @@ def test_responses_carry_nosniff(client, upstream, make_response):
     assert response.headers.get("X-Content-Type-Options") == "nosniff"
 
 
-@STORAGE_FREE
 def test_csp_is_a_header_not_a_meta_tag(client):
     response = client.get("/")
     metas = parse(body_of(response)).find_all("meta")
