@@ -220,24 +220,28 @@ INVALID_IMPORTS = {
 }
 
 
-@pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
 @pytest.mark.parametrize(("content", "message"), INVALID_IMPORTS.values(), ids=INVALID_IMPORTS.keys())
-def test_cli_import_of_an_invalid_file_fails_with_a_clear_message(data_dir, tmp_path, content, message):
+def test_cli_import_of_an_invalid_file_fails_with_a_clear_message_and_imports_nothing(
+    demo_app, data_dir, tmp_path, content, message
+):
     path = tmp_path / "broken.json"
     path.write_text(content, encoding="utf-8")
 
-    result = run_flask(data_dir, "import-chatlog", str(path))
+    result = demo_app.test_cli_runner().invoke(args=["import-chatlog", str(path)])
 
-    assert result.returncode == 1
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # click's error exit, not an uncaught error
     assert "Error:" in result.stderr
     assert message in result.stderr
     assert str(path) in result.stderr
-    assert "Traceback" not in result.stderr
+    assert ChatLog(data_dir).count() == 0
 
 
 @pytest.mark.slow  # a fresh Python process: make test runs it, make test-fast does not
-@pytest.mark.parametrize("content", [c for c, _ in INVALID_IMPORTS.values()], ids=INVALID_IMPORTS.keys())
-def test_cli_import_of_an_invalid_file_imports_nothing(data_dir, tmp_path, content):
+def test_cli_import_of_an_invalid_file_in_a_subprocess_exits_1_with_the_message_and_no_traceback(
+    data_dir, tmp_path
+):
+    content, message = INVALID_IMPORTS["entry-without-prompt"]
     path = tmp_path / "broken.json"
     path.write_text(content, encoding="utf-8")
 
@@ -245,6 +249,9 @@ def test_cli_import_of_an_invalid_file_imports_nothing(data_dir, tmp_path, conte
 
     assert result.returncode == 1, result.stderr
     assert "Error:" in result.stderr
+    assert message in result.stderr
+    assert str(path) in result.stderr
+    assert "Traceback" not in result.stderr
     assert ChatLog(data_dir).count() == 0
 
 
