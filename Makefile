@@ -99,7 +99,7 @@ PYTEST := PYTHONDONTWRITEBYTECODE= $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) $(
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
 test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
-	$(PYTEST) -n $(TEST_WORKERS) --durations=10
+	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=10
 
 # The inner loop: lint and type checks, then every test that needs no browser, no services and
 # no real server processes (marker slow).
