@@ -1,8 +1,9 @@
 """Images in S3-compatible object storage (AWS S3, MinIO, Ceph, Garage …), for several servers.
 
 Chosen with `IMAGE_STORE_URL=s3://bucket/prefix` (and `IMAGE_STORE_ENDPOINT_URL` for a server
-other than AWS). Credentials come from botocore's usual sources (boto3's too) (AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY, a profile, or an instance role); they are never logged.
+other than AWS). Credentials come from botocore's usual sources, the ones boto3 uses too
+(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or an instance role); they are never
+logged.
 
 Objects are `<prefix>/<name>`, named as app.images.names names an original and its thumbnail,
 validated and stripped of metadata before they are stored, exactly as files in DATA_DIR are. The images view
