@@ -1,7 +1,7 @@
 """A new user's first minutes: a fresh clone, `make run` with nothing set but PORT, then Chromium.
 
 The clone is of the committed HEAD of the repository these tests run from; its `make run` makes
-its own .venv and installs requirements.txt (from PyPI, through pip's cache), so the first start
+its own .venv and installs requirements.txt (with uv, from PyPI or its cache), so the first start
 may take minutes. Everything the app writes goes to the default `./data` inside the clone. Run
 this test alone with `pytest -m firstrun`.
 """
@@ -23,7 +23,7 @@ from ..support.serving import ServerProcess, clean_env
 pytestmark = [pytest.mark.firstrun, pytest.mark.browser, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_START = 240  # seconds: a fresh .venv and pip install
+FIRST_START = 240  # seconds: a fresh .venv and its install
 RESTART = 60
 CODE_PROMPT = "Write a Python function that adds two numbers"
 IMAGE_PROMPT = "A red fox in the snow"
