@@ -26,8 +26,10 @@ $(BIN)/uv: requirements-uv.txt | $(PY)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-uv.txt
 	@touch $@
 
-# requirements*.txt are locks with a hash for every file: uv refuses anything else.
-UV_INSTALL := $(BIN)/uv pip install --quiet --python $(PY) --require-hashes
+# requirements*.txt are locks with a hash for every file: uv refuses anything else. uv trusts the
+# system's certificate store, as pip does, so a proxy's CA installed there is trusted too (uv's
+# own roots would refuse it).
+UV_INSTALL := $(BIN)/uv pip install --quiet --system-certs --python $(PY) --require-hashes
 
 $(VENV)/.runtime: requirements.txt | $(BIN)/uv
 	$(UV_INSTALL) -r requirements.txt
