@@ -90,7 +90,9 @@ def make_app(
         config: dict[str, Any] = {
             "history_url": history_url,
             "data_dir": data_dir,
-            "upstream_timeout": 5.0,
+            # Generous: four workers share two cores, and an answer that the local upstream gives
+            # at once may still wait seconds for a core. Tests of timeouts set their own.
+            "upstream_timeout": 30.0,
             "upstream_retries": 0,
             "rate_limit": "10000 per minute",  # tests of the limit itself set their own
             "log_level": "DEBUG",
