@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from ..support.browser import axe_violations, describe, results
+from ..support.browser import assert_no_axe_violations_light_and_dark, results
 from ..support.conversations import CHAT, sent_messages, stored, turn_messages
 from ..support.upstream import Reply, png_bytes
 
@@ -325,21 +325,12 @@ def branched_demo_page(new_tab, demo_app, tmp_path):
     return tab
 
 
-def no_axe_violations_light_or_dark(page, axe_source) -> None:
-    """axe finds nothing on the page in the light scheme, nor after the system turns dark (the
-    stylesheet follows at once), which is where the page is left."""
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        violations = axe_violations(page, axe_source)
-        assert violations == [], f"{page.url} ({scheme}): " + describe(violations)
-
-
 def test_no_axe_violations_while_editing_with_a_picture_and_versions(new_tab, demo_app, axe_source, tmp_path):
     tab = branched_demo_page(new_tab, demo_app, tmp_path)
-    no_axe_violations_light_or_dark(tab.page, axe_source)
+    assert_no_axe_violations_light_and_dark(tab.page, axe_source, tab.page.url)
     tab.goto(permalink(newest(tab.page)))
     expect(tab.page.get_by_role("navigation", name=re.compile("version"))).to_be_visible()
-    no_axe_violations_light_or_dark(tab.page, axe_source)
+    assert_no_axe_violations_light_and_dark(tab.page, axe_source, tab.page.url)
 
 
 def test_no_axe_violations_on_an_edited_image_and_the_gallery(new_tab, demo_app, axe_source):
@@ -348,11 +339,11 @@ def test_no_axe_violations_on_an_edited_image_and_the_gallery(new_tab, demo_app,
     edit = client.post("/generate_image", json={"prompt": "At night", "source": first["entry"]}).get_json()
     tab = new_tab(demo_app, edit["entry"])
     expect(tab.page.get_by_role("img", name="Image sent with the prompt")).to_be_visible()
-    no_axe_violations_light_or_dark(tab.page, axe_source)
+    assert_no_axe_violations_light_and_dark(tab.page, axe_source, tab.page.url)
     tab.goto(f"/?source={first['entry']}")
     expect(tab.page.locator("#followup")).to_contain_text("Editing the image")
-    no_axe_violations_light_or_dark(tab.page, axe_source)
+    assert_no_axe_violations_light_and_dark(tab.page, axe_source, tab.page.url)
     tab.goto("/images")
     expect(tab.page.get_by_role("link", name=re.compile("Edit image")).first).to_be_visible()
-    no_axe_violations_light_or_dark(tab.page, axe_source)
+    assert_no_axe_violations_light_and_dark(tab.page, axe_source, tab.page.url)
     assert tab.console_errors == []

@@ -30,8 +30,8 @@ from ..support.browser import (
     CODE_PROMPT,
     IMAGE_PROMPT,
     Tab,
-    axe_violations,
-    describe,
+    assert_no_axe_violations_light_and_dark,
+    body_luminance,
     history,
     results,
     seed_entries,
@@ -59,20 +59,6 @@ def wait_for_image(page: Page, name: str) -> None:
     image = results(page).get_by_role("img", name=re.compile(name))
     expect(image).to_be_visible(timeout=15_000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
-
-
-def luminance(css_colour: str) -> float:
-    """Relative luminance (WCAG) of a computed `rgb(...)`/`rgba(...)` colour."""
-    r, g, b = (int(v) / 255 for v in re.findall(r"\d+(?:\.\d+)?", css_colour)[:3])
-
-    def channel(c: float) -> float:
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
-
-
-def body_luminance(page: Page) -> float:
-    return luminance(page.evaluate("getComputedStyle(document.body).backgroundColor"))
 
 
 # --- 1. axe-core ------------------------------------------------------------------------------
@@ -173,14 +159,8 @@ AXE_PAGES = {
 
 @pytest.mark.parametrize("page_name", list(AXE_PAGES))
 def test_page_has_no_axe_violations_in_light_and_dark(request, new_tab, axe_source, page_name):
-    # The page is built once, light; the system's scheme then turns dark, which the stylesheet
-    # follows at once (a media query, no script, no transition), and axe runs again.
-    page = AXE_PAGES[page_name](request, new_tab)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        assert (body_luminance(page) < 0.2) == (scheme == "dark"), f"{page_name} is not {scheme}"
-        violations = axe_violations(page, axe_source)
-        assert violations == [], f"{page_name} ({scheme}): " + describe(violations)
+    page = AXE_PAGES[page_name](request, new_tab)  # built once, light
+    assert_no_axe_violations_light_and_dark(page, axe_source, page_name)
 
 
 # --- 2. keyboard ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ errors and foreign requests, the page's regions, and axe-core (pinned in tests/j
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,28 @@ def describe(violations: list[dict[str, Any]]) -> str:
         if len(v["nodes"]) > 8:
             lines.append(f"    … and {len(v['nodes']) - 8} more")
     return "\n".join(lines)
+
+
+def luminance(css_colour: str) -> float:
+    """Relative luminance (WCAG) of a computed `rgb(...)`/`rgba(...)` colour."""
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+(?:\.\d+)?", css_colour)[:3])
+
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def body_luminance(page: Page) -> float:
+    return luminance(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+
+
+def assert_no_axe_violations_light_and_dark(page: Page, axe_source: str, what: str) -> None:
+    """axe finds nothing on the page as it is, in the light scheme, nor after the system's scheme
+    turns dark, which the stylesheet follows at once (a media query, no script, no transition)
+    and which is checked before axe runs again. The page is left dark."""
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        assert (body_luminance(page) < 0.2) == (scheme == "dark"), f"{what} is not {scheme}"
+        violations = axe_violations(page, axe_source)
+        assert violations == [], f"{what} ({scheme}): " + describe(violations)
