@@ -39,8 +39,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/uv
 	$(UV_INSTALL) -r requirements-dev.txt
 	@touch $@ $(VENV)/.runtime
 
-# After changing requirements.in, requirements-dev.in or requirements-uv.in: compile the locks again (pip-tools, in a
-# venv of its own), every version pinned and every file hashed.
+# After changing requirements.in, requirements-dev.in or requirements-uv.in: compile the locks
+# again (pip-tools, in a venv of its own), every version pinned and every file hashed.
 lock:
 	$(PYTHON) -m venv .lock-tools
 	.lock-tools/bin/python -m pip install --quiet pip-tools==7.6.2

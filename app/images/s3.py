@@ -15,9 +15,9 @@ so the bytes never pass through the app servers.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import replace
+from functools import cache
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,21 +36,20 @@ CONNECT_TIMEOUT = 2.0  # seconds to reach the object store
 FAIL_FAST_FOR = 5.0  # seconds calls fail at once after the store was found unreachable
 
 
-_LOADER: botocore.loaders.Loader | None = None
-_LOADER_LOCK = threading.Lock()
+@cache
+def _shared_loader() -> botocore.loaders.Loader:
+    """The loader of S3's service description, made once per process, as the openai client's TLS
+    context is (app.providers.openai_provider): it only reads JSON files and keeps what it parsed,
+    which is most of the quarter second a client takes to make, and every store of the process
+    (every app a test or a command builds) would parse them again."""
+    return botocore.session.get_session().get_component("data_loader")
 
 
 def _botocore_session() -> botocore.session.Session:
-    """A new session (so credentials are looked up afresh, as for any new session) that reads
-    S3's service description through one loader per process: parsing those JSON files is most
-    of the quarter second a client takes to make, and every store of the process (every app a
-    test or a command builds) would parse them again."""
-    global _LOADER
+    """A new session, so credentials are looked up afresh as for any new session, that reads
+    S3's service description through the process's shared loader."""
     session = botocore.session.get_session()
-    with _LOADER_LOCK:
-        if _LOADER is None:
-            _LOADER = session.get_component("data_loader")
-    session.register_component("data_loader", _LOADER)
+    session.register_component("data_loader", _shared_loader())
     return session
 
 
