@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Playwright, sync_playwright
 
 from app import create_app
 
@@ -19,6 +19,7 @@ from .support.apps import TEST_KEY
 from .support.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    CHROMIUM_HEADLESS_SHELL,
     WatchedPage,
 )
 from .support.migrations import alembic
@@ -72,7 +73,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_a_service = "postgresql" in values or "s3" in values
         if SERVICE_FIXTURES & fixtures or on_a_service:
             item.add_marker(pytest.mark.services)
-        if "browser" in fixtures and item.get_closest_marker("browser") is None:
+        if {"browser", "playwright"} & fixtures and item.get_closest_marker("browser") is None:
             item.add_marker(pytest.mark.browser)  # chromium, wherever the test lives
     items.sort(key=lambda item: not any(item.get_closest_marker(name) for name in ("slow", "firstrun")))
 
@@ -251,16 +252,39 @@ def openai_app(make_app, upstream):
     return build
 
 
-# Debian's chromium through Playwright (tests/support/browser.py): one browser per test process
-# (each xdist worker has its own), a fresh context (empty cache and storage) per page.
+# Debian's chromium through Playwright (tests/support/browser.py): one headless shell per test
+# process (each xdist worker has its own), and one /usr/bin/chromium in a process that runs a test
+# marked `full_chromium`; a fresh context (empty cache and storage) per page.
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        yield pw
+
+
+def _launched(pw: Playwright, executable: str) -> Iterator[Browser]:
+    browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def headless_shell(playwright: Playwright) -> Iterator[Browser]:
+    yield from _launched(playwright, CHROMIUM_HEADLESS_SHELL)
+
+
+@pytest.fixture(scope="session")
+def full_chromium(playwright: Playwright) -> Iterator[Browser]:
+    yield from _launched(playwright, CHROMIUM)
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Browser:
+    """The test's chromium: /usr/bin/chromium for a test marked `full_chromium`, else its
+    headless shell."""
+    whole = request.node.get_closest_marker("full_chromium") is not None
+    return request.getfixturevalue("full_chromium" if whole else "headless_shell")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from ..support.browser import WatchedPage
 from ..support.ports import free_port
 from ..support.serving import ServerProcess, clean_env
 
-pytestmark = [pytest.mark.firstrun, pytest.mark.browser, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.firstrun, pytest.mark.browser, pytest.mark.full_chromium, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST_START = 240  # seconds: a fresh .venv and its install

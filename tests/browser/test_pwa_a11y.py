@@ -474,10 +474,11 @@ def test_service_worker_controls_the_page_after_a_reload(new_tab, demo_app):
     assert script and script.endswith("/sw.js"), script
 
 
-def test_chromium_considers_the_app_installable(browser, serve, demo_app, tmp_path):
+@pytest.mark.full_chromium
+def test_chromium_considers_the_app_installable(playwright, serve, demo_app, tmp_path):
     base = serve(demo_app)
     # Installability needs a normal profile: Playwright's new_context() is incognito-like.
-    context = browser.browser_type.launch_persistent_context(
+    context = playwright.chromium.launch_persistent_context(
         str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
     )
     try:
@@ -663,6 +664,7 @@ def counted(serve, demo_app) -> Iterator[CountingProxy]:
     proxy.close()
 
 
+@pytest.mark.full_chromium  # what the browser a person runs fetches, its favicon among it
 def test_first_load_transfers_at_most_40_kb(browser, counted):
     context = browser.new_context()
     try:
@@ -699,6 +701,7 @@ def test_first_load_makes_no_request_to_another_origin(new_tab, demo_app):
 TEXT_TYPES = ("text/css", "text/javascript", "application/javascript", "image/svg+xml")
 
 
+@pytest.mark.full_chromium  # the favicon is among the assets: the headless shell never asks for it
 def test_static_assets_are_compressed_and_fingerprinted_ones_immutable(new_tab, demo_app):
     tab = new_tab(demo_app, None)
     responses = []
