@@ -396,7 +396,7 @@ def run(
         pg = start_postgres(base, durable=True)
         big_url = pg.create_database("history_big")
         say(f"loading {pg_entries:,} entries into PostgreSQL")
-        phases = load_pg(big_url, pg_entries, lambda: pg.psql("CHECKPOINT"))
+        phases = load_pg(big_url, pg_entries, lambda: pg.sql("CHECKPOINT"))
         say(f"loaded in {phases['total']:.1f} s")
 
         say(f"importing {tinydb_entries:,} entries into TinyDB")

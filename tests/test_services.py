@@ -80,7 +80,7 @@ def test_drop_database_ends_open_sessions(pg_server: services.PgServer) -> None:
             conn.execute("SELECT 1")
     finally:
         conn.close()
-    assert pg_server.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'").strip() == "0"
+    assert pg_server.sql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'").strip() == "0"
 
 
 def test_redis_set_get(redis_server: services.RedisServer) -> None:

@@ -576,8 +576,8 @@ def pg_up(pg: services.PgServer) -> None:
 def test_a_database_outage_gives_clear_503s_leaks_no_password_and_heals(tmp_path, upstream):
     pg = services.start_postgres(tmp_path / "pg", durable=True)
     try:
-        pg.psql(f"CREATE ROLE outage LOGIN PASSWORD '{DB_PASSWORD}'")
-        pg.psql("CREATE DATABASE outage OWNER outage")
+        pg.sql(f"CREATE ROLE outage LOGIN PASSWORD '{DB_PASSWORD}'")
+        pg.sql("CREATE DATABASE outage OWNER outage")
         history_url = f"postgresql://outage:{DB_PASSWORD}@127.0.0.1:{pg.port}/outage"
         server = launch("D", tmp_path, upstream.url, HISTORY_URL=history_url)
         bodies: list[str] = []

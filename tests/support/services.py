@@ -37,7 +37,7 @@ from .ports import HOST, free_port
 
 START_TIMEOUT = 30.0  # seconds for a server to accept connections
 STOP_TIMEOUT = 5.0  # seconds for a clean stop before the server is killed
-COMMAND_TIMEOUT = 60.0  # seconds for initdb / psql
+COMMAND_TIMEOUT = 60.0  # seconds for initdb / an SQL statement
 PORT_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 
 PG_USER = "app"
@@ -219,7 +219,6 @@ class PgServer:
         self.bindir = _pg_bindir()
         self.initdb = _pg_tool(self.bindir, "initdb")
         self.postgres = _pg_tool(self.bindir, "postgres")
-        self.psql_bin = _pg_tool(self.bindir, "psql")
         self.as_root = os.geteuid() == 0
         self._run_as: dict[str, Any] = {}
         if self.as_root:
@@ -276,7 +275,7 @@ class PgServer:
         try:
             self._initdb()
             _on_a_free_port(self, self._start_postgres)
-            self.psql(f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
+            self.sql(f"CREATE ROLE {PG_USER} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
         except BaseException:
             self.stop()
             raise
@@ -351,26 +350,32 @@ class PgServer:
             _stop_process(self._proc, signal.SIGINT)
             raise
 
-    def psql(self, sql: str, dbname: str = "postgres") -> str:
-        """Run SQL as the superuser over the Unix socket; its output (unaligned, tuples only)."""
-        command = [self.psql_bin, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
-        command += ["-h", str(self.socket_dir), "-p", str(self.port), "-U", PG_SUPERUSER, "-d", dbname]
-        command += ["-c", sql]
-        result = self._run(command, f"psql ({sql})", self.log, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ServiceError(f"psql failed: {sql}\n{result.stderr.strip()}\n{_log_tail(self.log, 10)}")
-        return result.stdout
+    def sql(self, sql: str, dbname: str = "postgres") -> str:
+        """Run SQL as the superuser over the Unix socket, on a connection of its own (so a restarted
+        server needs nothing reset); its rows as `psql -A -t` prints them: `|` between values, a
+        line per row. A third of what running psql costs, which every test database pays twice."""
+        import psycopg
+
+        options = f"-c statement_timeout={int(COMMAND_TIMEOUT * 1000)}"
+        connect = {"host": str(self.socket_dir), "port": self.port, "user": PG_SUPERUSER, "dbname": dbname}
+        try:
+            with psycopg.connect(**connect, autocommit=True, connect_timeout=10, options=options) as conn:
+                cursor = conn.execute(sql)
+                rows = cursor.fetchall() if cursor.description else []
+        except psycopg.Error as e:
+            raise ServiceError(f"SQL failed: {sql}\n{e}\n{_log_tail(self.log, 10)}") from None
+        return "".join("|".join(_psql_text(value) for value in row) + "\n" for row in rows)
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """A new database owned by `app`, empty or a copy of `template` (a database nobody is
         connected to); its URL."""
         copy = f' TEMPLATE "{_check_db_name(template)}"' if template else ""
-        self.psql(f'CREATE DATABASE "{_check_db_name(name)}"{copy} OWNER {PG_USER}')
+        self.sql(f'CREATE DATABASE "{_check_db_name(name)}"{copy} OWNER {PG_USER}')
         return self.url_for(name)
 
     def drop_database(self, name: str) -> None:
         """Drop the database, ending any sessions still connected to it."""
-        self.psql(f'DROP DATABASE IF EXISTS "{_check_db_name(name)}" WITH (FORCE)')
+        self.sql(f'DROP DATABASE IF EXISTS "{_check_db_name(name)}" WITH (FORCE)')
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: ends sessions, no waiting for clients), killed after STOP_TIMEOUT."""
@@ -387,6 +392,15 @@ class PgServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _psql_text(value: Any) -> str:
+    """A value as psql prints it: NULL empty, booleans t and f."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
 
 
 def _check_db_name(name: str) -> str:
