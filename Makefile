@@ -110,8 +110,18 @@ PYTEST := PYTHONDONTWRITEBYTECODE= $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) $(
 # a browser or a child process, which the other worker on that core fills.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
-test: $(VENV)/.dev browser services lint tests/js/node_modules/.package-lock.json
-	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=10
+# mypy runs beside the tests, not before them: it is one process on one core (about 40 s from a
+# fresh clone, with no cache), which the tests would otherwise wait for. Its report is printed when
+# it ends; type errors fail `make test` once the tests are done.
+test: $(VENV)/.dev browser services tests/js/node_modules/.package-lock.json
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@echo "$(BIN)/mypy (beside the tests)"
+	@( $(BIN)/mypy > $(VENV)/mypy.log 2>&1; status=$$?; echo; sed 's/^/mypy: /' $(VENV)/mypy.log; exit $$status ) & \
+	types=$$!; \
+	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=10; tests=$$?; \
+	if ! wait $$types; then echo "make test: mypy found errors (its report is above)" >&2; exit 1; fi; \
+	exit $$tests
 
 # The inner loop: lint and type checks, then every test that needs no browser, no services and
 # no real server processes (marker slow).
