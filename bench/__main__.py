@@ -202,7 +202,7 @@ def main() -> None:
         columns, stream_bench.run(samples=args.per_round, users=args.users, proxy=not args.quick)
     )
     print(streaming)
-    images = markdown_table(columns, image_bench.run())
+    images = markdown_table(columns, image_bench.run(samples=1 if args.quick else 9))
     print(images)
     args.output.write_text(
         "# Benchmark results\n\n"

@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 import requests
 
-from app.history import ChatLog
-
 from ..support.disk import stored_entries
 from ..support.ports import free_port
+from ..support.writers import write_entries
 
 ROOT = Path(__file__).parents[2]
 
@@ -52,15 +51,7 @@ def quarantined_files(data_dir: Path) -> list[str]:
 
 WORKERS = 8
 PER_WORKER = 200
-
-
-def _begin_and_finish(data_dir: str, worker: int, count: int, barrier) -> None:
-    """Run in a spawned process: store `count` prompts and their answers in the shared history."""
-    barrier.wait(timeout=60)
-    chatlog = ChatLog(Path(data_dir))
-    for n in range(count):
-        entry = chatlog.begin("code", f"worker {worker} prompt {n}", "test-model")
-        chatlog.finish(entry, f"worker {worker} answer {n}")
+WORK = {"finish": True}  # each prompt with its answer
 
 
 @dataclass
@@ -76,7 +67,7 @@ def concurrent_run(tmp_path_factory) -> ConcurrentRun:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(WORKERS)
     workers = [
-        ctx.Process(target=_begin_and_finish, args=(str(data_dir), w, PER_WORKER, barrier))
+        ctx.Process(target=write_entries, args=(str(data_dir), w, PER_WORKER, barrier), kwargs=WORK)
         for w in range(WORKERS)
     ]
     try:

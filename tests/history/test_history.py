@@ -17,6 +17,7 @@ from app.history import ChatLog, HistoryCorrupt
 
 from ..support.clock import CEST, Clock
 from ..support.disk import read_history, stored_entries
+from ..support.writers import write_entries
 
 DAY_ONE = datetime(2024, 8, 30, 9, 15, tzinfo=CEST)
 DAY_TWO = datetime(2024, 8, 31, 10, 45, tzinfo=CEST)
@@ -34,14 +35,6 @@ def chatlog(data_dir: Path, clock: Clock) -> ChatLog:
 
 def tmp_files(directory: Path) -> list[str]:
     return [str(path) for path in directory.rglob("*.tmp")]
-
-
-def _append_entries(data_dir: str, worker: int, count: int, barrier) -> None:
-    """Run in a separate (spawned) process: append `count` entries to the shared history."""
-    barrier.wait(timeout=60)
-    log = ChatLog(Path(data_dir), clock=lambda: DAY_ONE)
-    for n in range(count):
-        log.begin("code", f"process {worker} prompt {n}", "test-model")
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -187,7 +180,10 @@ def test_quarantine_never_moves_a_file_that_was_repaired_meanwhile(chatlog, data
 def test_concurrent_writers_in_two_processes_lose_nothing(data_dir):
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
-    workers = [ctx.Process(target=_append_entries, args=(str(data_dir), w, 20, barrier)) for w in range(2)]
+    work = {"finish": False, "at": DAY_ONE}  # prompts only, all on one day
+    workers = [
+        ctx.Process(target=write_entries, args=(str(data_dir), w, 20, barrier), kwargs=work) for w in range(2)
+    ]
     for p in workers:
         p.start()
     for p in workers:
@@ -199,7 +195,7 @@ def test_concurrent_writers_in_two_processes_lose_nothing(data_dir):
     assert [p.exitcode for p in workers] == [0, 0]
     stored = stored_entries(data_dir)
     assert len(stored) == 40
-    assert {e["prompt"] for e in stored} == {f"process {w} prompt {n}" for w in range(2) for n in range(20)}
+    assert {e["prompt"] for e in stored} == {f"worker {w} prompt {n}" for w in range(2) for n in range(20)}
     assert sorted(e["index"] for e in stored) == list(range(40))
 
 
