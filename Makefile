@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run serve dev test test-fast lock lint format bench lighthouse browser services pygments-css translations clean help
+.PHONY: run serve dev test test-fast lock lint ruff format bench lighthouse browser services pygments-css translations clean help
 
 help:
 	@echo "make run    - install into .venv and serve the app with gunicorn (gunicorn.conf.py) on http://\$${HOST:-127.0.0.1}:\$${PORT:-8000}"
@@ -86,10 +86,12 @@ services:
 		echo "Tests need PostgreSQL and redis-server: run 'sudo apt-get install postgresql redis-server'" >&2; exit 1; \
 	fi
 
-lint: $(VENV)/.dev
+lint: ruff
+	$(BIN)/mypy
+
+ruff: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .
@@ -108,20 +110,23 @@ TEST_TMPDIR := $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$$(df -Pk /dev/s
 PYTEST := PYTHONDONTWRITEBYTECODE= $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) $(BIN)/pytest
 # One pytest-xdist worker per core and one more: many tests spend part of their time waiting on
 # a server, a browser or a child process, which the extra worker fills. More workers cost more
-# than they fill: on 2 cores, the suite took 384 s with 4 workers, 337 s with 3, 355 s with 2.
+# than they fill: on 2 cores, pytest took 384 s with 4 workers, 337 s with 3, 355 s with 2 (one
+# working tree, one after the other).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 # mypy runs beside the tests, not before them: it is one process on one core (about 40 s from a
 # fresh clone, with no cache), which the tests would otherwise wait for. Its report is printed when
-# it ends; type errors fail `make test` once the tests are done.
-test: $(VENV)/.dev browser services tests/js/node_modules/.package-lock.json
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+# it ends; type errors fail `make test` once the tests are done. Ctrl-C or a kill stops it too.
+PYTEST_ALL = $(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=10
+test: $(VENV)/.dev browser services ruff tests/js/node_modules/.package-lock.json
 	@echo "$(BIN)/mypy (beside the tests)"
-	@( $(BIN)/mypy > $(VENV)/mypy.log 2>&1; status=$$?; echo; sed 's/^/mypy: /' $(VENV)/mypy.log; exit $$status ) & \
-	types=$$!; \
-	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=10; tests=$$?; \
-	if ! wait $$types; then echo "make test: mypy found errors (its report is above)" >&2; exit 1; fi; \
+	@echo "$(PYTEST_ALL)"
+	@( $(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; trap 'kill $$mypy 2>/dev/null; exit 143' TERM; \
+	   wait $$mypy; status=$$?; echo; sed 's/^/mypy: /' $(VENV)/mypy.log; exit $$status ) & types=$$!; \
+	trap 'kill $$types 2>/dev/null' INT TERM EXIT; \
+	$(PYTEST_ALL); tests=$$?; \
+	wait $$types; types_status=$$?; trap - EXIT; \
+	if [ $$types_status != 0 ]; then echo "make test: mypy did not pass (status $$types_status; its report, if it ended, is above)" >&2; exit 1; fi; \
 	exit $$tests
 
 # The inner loop: lint and type checks, then every test that needs no browser, no services and

@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run (the test suite's): few requests, one fresh server, no LiteLLM; no real figures",
+        help="a smoke run (the test suite's): few requests, one fresh server, no LiteLLM, each image "
+        "format once; no real figures",
     )
     args = parser.parse_args()
 

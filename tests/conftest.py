@@ -63,9 +63,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests that need a real PostgreSQL, Redis or S3 `services`, so that
     `make test-fast` can leave them out: those using their fixtures, and those run on the
     PostgreSQL backend or the S3 image store (which ask for them at run time); and every
-    test that uses chromium (the `browser` fixture) as `browser`. Then put the long tests
-    (`slow`, `firstrun`) first, so that pytest-xdist's workers start on them and no worker is
-    left alone with one at the end of the run while the others wait."""
+    test that uses chromium (the `browser` or `playwright` fixture) as `browser`. Then put the
+    long tests (`slow`, `firstrun`) first, so that pytest-xdist's workers start on them and no
+    worker is left alone with one at the end of the run while the others wait."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         fixtures = set(getattr(item, "fixturenames", ()))

@@ -684,6 +684,7 @@ def test_first_load_transfers_at_most_40_kb(browser, counted):
     assert total <= WEIGHT_BUDGET, f"first load transferred {total} B > {WEIGHT_BUDGET} B:\n{table}"
 
 
+@pytest.mark.full_chromium  # the manifest, its icon and the favicon: the headless shell fetches none
 def test_first_load_makes_no_request_to_another_origin(new_tab, demo_app):
     tab = new_tab(demo_app, None)
     requests: list[str] = []
